@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Bus lifecycle, for main.c and tests (modules use bus.h only).
+ *
+ * Order: bus_create → modules' init (bus_serve / bus_subscribe) →
+ * bus_start (routes resolved, transports started) → ... → bus_stop
+ * (transports drained and joined) → modules' fini → bus_destroy.
+ */
+#ifndef MS_BUS_BUS_CORE_H
+#define MS_BUS_BUS_CORE_H
+
+#include "bus/bus.h"
+
+struct ms_config;
+
+/* bus_create allocates a bus configured by |cfg| (which must outlive it).
+ * Returns 0 or MS_ENOMEM. */
+int bus_create(struct bus **out, const struct ms_config *cfg);
+
+/*
+ * bus_require declares that a hosted module calls |service| of module
+ * |module|. bus_start fails with MS_ECONFIG when such a service is neither
+ * served here nor reachable through remote.<module>.
+ */
+int bus_require(struct bus *bus, const char *module, const char *service);
+
+/*
+ * bus_start resolves every route (local, or the transport of remote.* /
+ * events.broker), starts the transports and the in-process event queue.
+ * Returns 0 or MS_ECONFIG (|err| names the key and why), or another MS_E*.
+ */
+int bus_start(struct bus *bus, char *err, size_t errlen);
+
+/* bus_stop refuses new work, drains in-flight calls and deliveries, joins
+ * every thread. Idempotent. */
+void bus_stop(struct bus *bus);
+
+/* bus_destroy frees the bus; NULL is a no-op. */
+void bus_destroy(struct bus *bus);
+
+#endif
