@@ -25,6 +25,14 @@ int bus_create(struct bus **out, const struct ms_config *cfg);
 int bus_require(struct bus *bus, const char *module, const char *service);
 
 /*
+ * bus_expect_subscriber declares that a hosted module publishes events of
+ * |type|: with in-process events (events.broker unset) bus_start fails with
+ * MS_ECONFIG unless a hosted module subscribes to |type|, since the events
+ * would otherwise have nowhere to go.
+ */
+int bus_expect_subscriber(struct bus *bus, const char *type);
+
+/*
  * bus_start resolves every route (local, or the transport of remote.* /
  * events.broker), starts the transports and the in-process event queue.
  * Returns 0 or MS_ECONFIG (|err| names the key and why), or another MS_E*.

@@ -38,6 +38,10 @@ struct ms_module {
 	/* services this module calls on other modules: {module, service}
 	 * pairs, NULL-terminated; checked at start (bus_require). */
 	const char *const (*calls)[2];
+	/* event types this module records in its outbox (protobuf full
+	 * names), NULL-terminated or NULL: with in-process events, bus_start
+	 * fails unless a hosted module subscribes to each of them. */
+	const char *const *publishes;
 	/*
 	 * init prepares the module: opens its store (migrations, seed data),
 	 * registers with the bus and the router. Returns 0 or MS_E* (start-up

@@ -128,6 +128,13 @@ int store_outbox_mark_sent(struct store *st, int64_t seq);
 /* store_outbox_mark_failed counts one failed publish of row |seq|. */
 int store_outbox_mark_failed(struct store *st, int64_t seq);
 
+/*
+ * store_outbox_mark_dead takes row |seq| out of delivery because the consumer
+ * rejected it as poison: the row stays in the outbox (sent_ms set, |reason|
+ * in dead_reason) for an operator to inspect; nothing is deleted.
+ */
+int store_outbox_mark_dead(struct store *st, int64_t seq, const char *reason);
+
 /* store_outbox_depth returns the pending count and the wall-clock ms of the
  * oldest pending event (0 when none). Takes the lock. */
 int store_outbox_depth(struct store *st, int64_t *count, int64_t *oldest_ms);
