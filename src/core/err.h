@@ -37,14 +37,31 @@
 	X(ECONFIG, "configuration error", 500, 9 /* FAILED_PRECONDITION */)   \
 	X(EINTERNAL, "internal error", 500, 13 /* INTERNAL */)
 
+/*
+ * The codes count down from -501 (MS_EINVAL) in list order. An enum only
+ * counts up, so a private index enum numbers the list first.
+ */
+/* clang-format cannot indent an X-macro list inside an enum. */
+/* clang-format off */
+enum ms_err_index_ {
+#define MS_ERR_INDEX_(name, msg, http, grpc) MS_ERRIDX_##name,
+	MS_ERR_MAP(MS_ERR_INDEX_)
+#undef MS_ERR_INDEX_
+	MS_ERR_COUNT_
+};
+
 enum ms_err {
 	MS_OK = 0,
-	MS_ERR_BASE_ = -501,
-#define MS_ERR_ENUM_(name, msg, http, grpc) MS_##name,
+	MS_ERR_BASE_ = -500, /* the first code is MS_ERR_BASE_ - 1 */
+#define MS_ERR_ENUM_(name, msg, http, grpc) \
+	MS_##name = MS_ERR_BASE_ - 1 - MS_ERRIDX_##name,
 	MS_ERR_MAP(MS_ERR_ENUM_)
 #undef MS_ERR_ENUM_
-	MS_ERR_END_
+	MS_ERR_END_ = MS_ERR_BASE_ - 1 - MS_ERR_COUNT_ /* one past the last */
 };
+/* clang-format on */
+
+_Static_assert(MS_ERR_END_ >= -999, "error codes outside [-999, -500]");
 
 /*
  * ms_strerror returns a static, human readable message for |rc|: one of the

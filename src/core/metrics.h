@@ -16,6 +16,10 @@
 #include <stdint.h>
 
 #define MS_METRICS_MAX_SERIES 512
+/* Gauges are registered by their owners (one per outbox, ...), not made
+ * on the fly, so a small bound is plenty; past it, ms_metrics_gauge_fn
+ * returns MS_EFULL. */
+#define MS_METRICS_MAX_GAUGES 64
 
 /*
  * ms_metrics_count adds |delta| to the counter |name| with |labels|, a
