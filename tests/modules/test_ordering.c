@@ -1098,6 +1098,11 @@ START_TEST(test_event_poison)
 	ck_assert_int_eq(publish(&e, "0c3f8e55-2a1b-4e6b-8f7a-5d1e2c3b4a02"),
 	                 MS_EINVAL);
 
+	checkout(&e, "0c3f8e55-2a1b-4e6b-8f7a-5d1e2c3b4a06", "neg-price");
+	ITEMS[0].price = (char *)"-1.00";
+	ck_assert_int_eq(publish(&e, "0c3f8e55-2a1b-4e6b-8f7a-5d1e2c3b4a06"),
+	                 MS_EINVAL);
+
 	checkout(&e, "0c3f8e55-2a1b-4e6b-8f7a-5d1e2c3b4a03", "bad-zip");
 	e.zipcode = (char *)"340000";
 	e.customerid = (char *)"not-a-guid";
@@ -1115,6 +1120,27 @@ START_TEST(test_event_poison)
 	                 MS_EINVAL);
 
 	ck_assert_int_eq(order_count(), before);
+}
+END_TEST
+
+START_TEST(test_event_free_item)
+{
+	/* Basket's coupon can take an item to 0 (never below): that
+	 * checkout is still an order, unlike a POST /orders item at 0. */
+	const char *id = "5d0c8a9e-3b7f-4f21-9c55-7e0f1a2b3c4d";
+	Monoshop__Events__BasketCheckoutEvent e;
+	json_t *o;
+
+	checkout(&e, id, "free-item");
+	ITEMS[1].price = (char *)"0.00";
+	ck_assert_int_eq(publish(&e, id), 0);
+	ck_assert_uint_eq(orders_of("free-item"), 1);
+	o = find_by_name("free-item");
+	ck_assert_int_eq(money(o, "totalPrice"), 70000);
+	ck_assert_int_eq(
+	    money(json_array_get(json_object_get(o, "orderItems"), 1), "price"),
+	    0);
+	json_decref(o);
 }
 END_TEST
 
@@ -1267,6 +1293,7 @@ ordering_suite(void)
 	tcase_add_checked_fixture(events, setup, teardown);
 	tcase_add_test(events, test_event_creates_order_once);
 	tcase_add_test(events, test_event_poison);
+	tcase_add_test(events, test_event_free_item);
 	tcase_add_test(events, test_event_without_items);
 	tcase_add_test(events, test_event_concurrent_duplicates);
 	suite_add_tcase(s, events);

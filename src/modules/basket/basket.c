@@ -318,33 +318,6 @@ pack_event(const struct basket_checkout *co, struct checkout_buf *buf,
 	return 0;
 }
 
-/*
- * orderable refuses a cart that Ordering could not turn into an order.
- * Ordering (as the original's Order.Add) takes only items priced above 0,
- * but a coupon larger than the price leaves an item at 0 (SPEC §2: never
- * below 0). Such a checkout, once committed, would be an event that can
- * never be consumed: the basket gone and no order. So it is refused here,
- * before anything is written, naming the free items. Returns 0 or
- * MS_EVALIDATION.
- */
-static int
-orderable(const struct basket_cart *cart, struct http_resp *resp)
-{
-	char prop[48];
-
-	for (size_t i = 0; i < cart->nitems; i++) {
-		if (cart->items[i].price_cents > 0) {
-			continue;
-		}
-		snprintf(prop, sizeof(prop), "cart.items[%zu].price", i);
-		http_verr_add(resp, prop,
-		              "\"%s\" costs 0 after its coupon, and an order "
-		              "cannot hold an item without a price",
-		              cart->items[i].product_name);
-	}
-	return resp->nverrs > 0 ? MS_EVALIDATION : 0;
-}
-
 int
 basket_checkout(struct basket *b, const struct basket_checkout *co,
                 const char *traceparent, char event_id[MS_UUID_STRLEN],
@@ -378,10 +351,6 @@ basket_checkout(struct basket *b, const struct basket_checkout *co,
 		http_resp_fail(resp, rc,
 		               "Entity \"Basket\" (%s) was not found.",
 		               co->user_name);
-		goto out;
-	}
-	if (rc == 0 && (rc = orderable(&buf->cart, resp)) != 0) {
-		store_rollback(b->st);
 		goto out;
 	}
 	if (rc == 0 &&
@@ -522,9 +491,15 @@ static const char *const basket_calls[][2] = {
     {NULL, NULL},
 };
 
+static const char *const basket_publishes[] = {
+    "monoshop.events.BasketCheckoutEvent",
+    NULL,
+};
+
 const struct ms_module basket_module = {
     .name = "basket",
     .calls = basket_calls,
+    .publishes = basket_publishes,
     .init = basket_init,
     .stop = basket_stop,
     .fini = basket_fini,

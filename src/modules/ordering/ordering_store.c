@@ -78,7 +78,7 @@ static const char schema_sql[] =
     " order_id TEXT NOT NULL REFERENCES orders (id) ON DELETE CASCADE,"
     " product_id TEXT NOT NULL,"
     " quantity INTEGER NOT NULL CHECK (quantity > 0),"
-    " price_cents INTEGER NOT NULL CHECK (price_cents > 0));"
+    " price_cents INTEGER NOT NULL CHECK (price_cents >= 0));"
     "CREATE INDEX order_items_order_id ON order_items (order_id);";
 
 /*
@@ -390,7 +390,11 @@ check_items(struct http_resp *errs, struct ordering_order *o,
 		snprintf(q, sizeof(q), "%s.price", p);
 		if (has_err(errs, q)) {
 			ok = false;
-		} else if (it->price_cents <= 0) {
+		} else if (it->price_cents < 0 ||
+		           (it->price_cents == 0 && kind != ORDERING_CHECK_EVENT)) {
+			/* A checkout may carry an item at 0: Basket's coupon
+			 * can take a price down to 0 (never below), and the
+			 * committed checkout must still become an order. */
 			verr(errs, q, "must be greater than 0");
 			ok = false;
 		} else if (it->price_cents > MS_MONEY_MAX_CENTS) {
