@@ -107,9 +107,16 @@ int http_router_match(const struct http_router *r, enum http_method method,
 /* http_method_parse maps "GET" etc. to the enum (HTTP_OTHER if unknown). */
 enum http_method http_method_parse(const char *s);
 
+/* http_method_name maps the enum back to "GET" etc.; "OTHER" for
+ * HTTP_OTHER or anything unknown. Never NULL. */
+const char *http_method_name(enum http_method m);
+
 /* ---- responses -------------------------------------------------------- */
 
-/* http_resp_json sets |status| and takes ownership of |body|; returns 0. */
+/* http_resp_json sets |status| and takes ownership of |body| (releasing a
+ * body set before); returns 0, or MS_ENOMEM when |body| is NULL (the
+ * caller's json_pack() etc. failed), so `return http_resp_json(...)` is
+ * always right. */
 int http_resp_json(struct http_resp *resp, int status, json_t *body);
 
 /* http_resp_fail records |detail| (printf) and returns |rc|, for

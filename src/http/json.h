@@ -84,6 +84,15 @@ int http_json_array(const json_t *obj, const char *path, const char *name,
  * |cents|/100 (e.g. 350, 350.5). */
 json_t *http_json_money_new(int64_t cents);
 
+/*
+ * http_json_string_lossy returns a JSON string of at most |maxlen| bytes of
+ * |s| (NULL is ""), with every byte that is not part of valid UTF-8
+ * replaced by '?' and never a character cut in half: for text that did not
+ * come from a client's JSON (paths, reasons, truncated messages), which
+ * json_string() would refuse. Returns a new reference, or NULL on ENOMEM.
+ */
+json_t *http_json_string_lossy(const char *s, size_t maxlen);
+
 /* http_json_dump serializes |v| (compact), turning money values back into
  * bare numbers. Returns a malloc'd string or NULL. */
 char *http_json_dump(const json_t *v, size_t *len);
