@@ -972,8 +972,15 @@ http_server_start(struct http_server **out, struct http_router *router,
 		pthread_cond_init(&srv->idle, &ca);
 		pthread_condattr_destroy(&ca);
 	}
-	flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES
-	             ? MHD_USE_EPOLL
+	/*
+	 * poll(2), not epoll: libmicrohttpd 0.9.75 with epoll and a thread
+	 * pool can abort in MHD_quiesce_daemon ("Failed to remove listen FD
+	 * from epoll set") when a worker wakes while the listen socket is
+	 * being taken out of its epoll set. Each worker polls its own share
+	 * of http.max_connections, so poll costs little here.
+	 */
+	flags |= MHD_is_feature_supported(MHD_FEATURE_POLL) == MHD_YES
+	             ? MHD_USE_POLL
 	             : MHD_USE_AUTO;
 	if (v6) {
 		flags |= MHD_USE_IPv6;
