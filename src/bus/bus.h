@@ -60,8 +60,8 @@ struct bus_rpc;
  * database.
  */
 typedef int (*bus_handler_fn)(void *ctx, struct bus_rpc *rpc,
-			      const ProtobufCMessage *req,
-			      ProtobufCMessage *reply);
+                              const ProtobufCMessage *req,
+                              ProtobufCMessage *reply);
 
 /* bus_rpc_alloc returns zeroed memory freed after the reply is sent, or NULL
  * (then return MS_ENOMEM). */
@@ -72,7 +72,7 @@ char *bus_rpc_strdup(struct bus_rpc *rpc, const char *s);
 
 /* bus_rpc_error records a detail message for |rc| and returns |rc|. */
 int bus_rpc_error(struct bus_rpc *rpc, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* bus_rpc_traceparent returns the W3C traceparent of the call, or NULL. */
 const char *bus_rpc_traceparent(const struct bus_rpc *rpc);
@@ -85,14 +85,14 @@ const char *bus_rpc_traceparent(const struct bus_rpc *rpc);
  * the bus. Returns 0, MS_EEXIST (already served) or MS_ENOMEM.
  */
 int bus_serve(struct bus *bus, const ProtobufCServiceDescriptor *svc,
-	      const bus_handler_fn *handlers, void *ctx);
+              const bus_handler_fn *handlers, void *ctx);
 
 /* ------------------------------------------------------------------------ */
 /* Calling                                                                  */
 
 struct bus_status {
-	int rc;                       /* 0 or MS_E* */
-	char detail[BUS_DETAIL_LEN];  /* the server's message, or ours */
+	int rc;                      /* 0 or MS_E* */
+	char detail[BUS_DETAIL_LEN]; /* the server's message, or ours */
 };
 
 /*
@@ -106,8 +106,8 @@ struct bus_status {
  * NULL) receives the code and a detail message.
  */
 int bus_call(struct bus *bus, const ProtobufCServiceDescriptor *svc,
-	     const char *method, const ProtobufCMessage *req,
-	     ProtobufCMessage **reply, int timeout_ms, struct bus_status *st);
+             const char *method, const ProtobufCMessage *req,
+             ProtobufCMessage **reply, int timeout_ms, struct bus_status *st);
 
 /* ------------------------------------------------------------------------ */
 /* Events                                                                   */
@@ -118,13 +118,13 @@ int bus_call(struct bus *bus, const ProtobufCServiceDescriptor *svc,
  * only borrow it for the duration of a publish.
  */
 struct bus_event {
-	char id[37];              /* GUID, set once at creation */
-	const char *type;         /* "monoshop.events.BasketCheckoutEvent" */
-	const uint8_t *payload;   /* packed protobuf */
-	size_t len;               /* payload length */
-	const char *traceparent;  /* W3C traceparent, or NULL */
-	int64_t occurred_ms;      /* wall clock at creation */
-	unsigned attempt;         /* 1 on first delivery, then redeliveries */
+	char id[37];             /* GUID, set once at creation */
+	const char *type;        /* "monoshop.events.BasketCheckoutEvent" */
+	const uint8_t *payload;  /* packed protobuf */
+	size_t len;              /* payload length */
+	const char *traceparent; /* W3C traceparent, or NULL */
+	int64_t occurred_ms;     /* wall clock at creation */
+	unsigned attempt;        /* 1 on first delivery, then redeliveries */
 
 	/* Publish completion (set by the publisher, called by the transport):
 	 * rc 0 means the event is safely handed over (consumed in process, or
@@ -141,14 +141,14 @@ struct bus_event {
  * instead of retried forever. Called on a transport delivery thread.
  */
 typedef int (*bus_event_fn)(void *ctx, const struct bus_event *ev,
-			    const ProtobufCMessage *msg);
+                            const ProtobufCMessage *msg);
 
 /*
  * bus_subscribe delivers every event of type |desc| to |fn|. One subscriber
  * per type per process. Returns 0, MS_EEXIST or MS_ENOMEM.
  */
 int bus_subscribe(struct bus *bus, const ProtobufCMessageDescriptor *desc,
-		  bus_event_fn fn, void *ctx);
+                  bus_event_fn fn, void *ctx);
 
 /*
  * bus_publish hands |ev| to the events transport. On 0, ev->done runs

@@ -18,14 +18,14 @@ struct store;
 struct bus_relay;
 
 struct bus_relay_opts {
-	int batch;          /* rows in flight at once (default 64) */
-	int poll_ms;        /* re-scan interval when idle (default 1000) */
-	bool hold;          /* test hook: deliver nothing (debug.hold_events) */
+	int batch;   /* rows in flight at once (default 64) */
+	int poll_ms; /* re-scan interval when idle (default 1000) */
+	bool hold;   /* test hook: deliver nothing (debug.hold_events) */
 };
 
 /* bus_relay_start starts the relay of |st| on |bus|. Returns 0 or MS_E*. */
 int bus_relay_start(struct bus_relay **out, struct bus *bus, struct store *st,
-		    const struct bus_relay_opts *opts);
+                    const struct bus_relay_opts *opts);
 
 /* bus_relay_stop stops publishing, waits for publishes in flight (their rows
  * stay pending unless confirmed), joins and frees. NULL is a no-op. */

@@ -33,7 +33,7 @@ void ms_config_destroy(struct ms_config *cfg);
  * MS_ECONFIG with |err| naming the file, line and key.
  */
 int ms_config_load_file(struct ms_config *cfg, const char *path, char *err,
-			size_t errlen);
+                        size_t errlen);
 
 /*
  * ms_config_load_env applies every MONOSHOP_SECTION_KEY variable of |envp|
@@ -42,14 +42,14 @@ int ms_config_load_file(struct ms_config *cfg, const char *path, char *err,
  * Returns 0 or MS_ECONFIG with |err| naming the variable.
  */
 int ms_config_load_env(struct ms_config *cfg, char *const *envp, char *err,
-		       size_t errlen);
+                       size_t errlen);
 
 /*
  * ms_config_set applies one "section.key=value" assignment from |origin|
  * (e.g. "--set"). Returns 0 or MS_ECONFIG with |err| naming the key.
  */
 int ms_config_set(struct ms_config *cfg, const char *assignment,
-		  const char *origin, char *err, size_t errlen);
+                  const char *origin, char *err, size_t errlen);
 
 /* ms_config_str returns the value of |key| ("http.listen"), or NULL when the
  * key is unset and has no default. |key| must be a known key (asserted). The

@@ -12,29 +12,29 @@
 
 /* X(name, message, http status, grpc status code) */
 #define MS_ERR_MAP(X)                                                          \
-	X(EINVAL, "invalid argument", 400, 3 /* INVALID_ARGUMENT */)          \
-	X(EVALIDATION, "validation failed", 400, 3 /* INVALID_ARGUMENT */)    \
-	X(EJSON, "malformed JSON", 400, 3 /* INVALID_ARGUMENT */)             \
-	X(ENOTFOUND, "not found", 404, 5 /* NOT_FOUND */)                     \
-	X(EMETHOD, "method not allowed", 405, 12 /* UNIMPLEMENTED */)         \
-	X(EEXIST, "already exists", 409, 6 /* ALREADY_EXISTS */)              \
-	X(ETOOBIG, "too large", 413, 8 /* RESOURCE_EXHAUSTED */)              \
-	X(EMEDIATYPE, "unsupported media type", 415, 3 /* INVALID_ARG */)     \
-	X(EUNAUTH, "unauthenticated", 401, 16 /* UNAUTHENTICATED */)          \
-	X(ENOMEM, "out of memory", 503, 8 /* RESOURCE_EXHAUSTED */)           \
-	X(EFULL, "queue full", 503, 8 /* RESOURCE_EXHAUSTED */)               \
-	X(ETIMEDOUT, "deadline exceeded", 504, 4 /* DEADLINE_EXCEEDED */)     \
-	X(ECANCELED, "canceled", 503, 1 /* CANCELLED */)                      \
-	X(ECLOSED, "closed", 503, 14 /* UNAVAILABLE */)                       \
-	X(EUNAVAIL, "service unavailable", 503, 14 /* UNAVAILABLE */)         \
-	X(ECONNREFUSED, "connection refused", 503, 14 /* UNAVAILABLE */)      \
-	X(EBUSY, "busy", 503, 14 /* UNAVAILABLE */)                           \
-	X(ENOTSUP, "not implemented", 501, 12 /* UNIMPLEMENTED */)            \
-	X(EPROTO, "protocol error", 502, 13 /* INTERNAL */)                   \
-	X(EIO, "I/O error", 500, 13 /* INTERNAL */)                           \
-	X(EDB, "database error", 500, 13 /* INTERNAL */)                      \
-	X(ECORRUPT, "database corrupt", 500, 15 /* DATA_LOSS */)              \
-	X(ECONFIG, "configuration error", 500, 9 /* FAILED_PRECONDITION */)   \
+	X(EINVAL, "invalid argument", 400, 3 /* INVALID_ARGUMENT */)           \
+	X(EVALIDATION, "validation failed", 400, 3 /* INVALID_ARGUMENT */)     \
+	X(EJSON, "malformed JSON", 400, 3 /* INVALID_ARGUMENT */)              \
+	X(ENOTFOUND, "not found", 404, 5 /* NOT_FOUND */)                      \
+	X(EMETHOD, "method not allowed", 405, 12 /* UNIMPLEMENTED */)          \
+	X(EEXIST, "already exists", 409, 6 /* ALREADY_EXISTS */)               \
+	X(ETOOBIG, "too large", 413, 8 /* RESOURCE_EXHAUSTED */)               \
+	X(EMEDIATYPE, "unsupported media type", 415, 3 /* INVALID_ARG */)      \
+	X(EUNAUTH, "unauthenticated", 401, 16 /* UNAUTHENTICATED */)           \
+	X(ENOMEM, "out of memory", 503, 8 /* RESOURCE_EXHAUSTED */)            \
+	X(EFULL, "queue full", 503, 8 /* RESOURCE_EXHAUSTED */)                \
+	X(ETIMEDOUT, "deadline exceeded", 504, 4 /* DEADLINE_EXCEEDED */)      \
+	X(ECANCELED, "canceled", 503, 1 /* CANCELLED */)                       \
+	X(ECLOSED, "closed", 503, 14 /* UNAVAILABLE */)                        \
+	X(EUNAVAIL, "service unavailable", 503, 14 /* UNAVAILABLE */)          \
+	X(ECONNREFUSED, "connection refused", 503, 14 /* UNAVAILABLE */)       \
+	X(EBUSY, "busy", 503, 14 /* UNAVAILABLE */)                            \
+	X(ENOTSUP, "not implemented", 501, 12 /* UNIMPLEMENTED */)             \
+	X(EPROTO, "protocol error", 502, 13 /* INTERNAL */)                    \
+	X(EIO, "I/O error", 500, 13 /* INTERNAL */)                            \
+	X(EDB, "database error", 500, 13 /* INTERNAL */)                       \
+	X(ECORRUPT, "database corrupt", 500, 15 /* DATA_LOSS */)               \
+	X(ECONFIG, "configuration error", 500, 9 /* FAILED_PRECONDITION */)    \
 	X(EINTERNAL, "internal error", 500, 13 /* INTERNAL */)
 
 /*

@@ -22,17 +22,17 @@
 typedef int (*ms_health_fn)(void *arg, char *desc, size_t desclen);
 
 struct ms_health_result {
-	const char *name;    /* the registered name */
-	const char *tags;    /* e.g. "module", "database", "remote" */
-	int rc;              /* 0 healthy or MS_E* */
-	char desc[160];      /* reason when unhealthy, or a short note */
-	double duration_s;   /* time the check took */
+	const char *name;  /* the registered name */
+	const char *tags;  /* e.g. "module", "database", "remote" */
+	int rc;            /* 0 healthy or MS_E* */
+	char desc[160];    /* reason when unhealthy, or a short note */
+	double duration_s; /* time the check took */
 };
 
 /* ms_health_register adds a check; |name| and |tags| must outlive it.
  * Returns 0 or MS_EFULL. */
 int ms_health_register(const char *name, const char *tags, ms_health_fn fn,
-		       void *arg);
+                       void *arg);
 
 /* ms_health_unregister removes every check registered with |arg|. */
 void ms_health_unregister(void *arg);

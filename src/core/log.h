@@ -23,7 +23,7 @@ int ms_log_parse_level(const char *s, enum ms_log_level *out);
 
 /* ms_log writes one line tagged with |subsys| if |level| is enabled. */
 void ms_log(enum ms_log_level level, const char *subsys, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 #define MS_DEBUG(sub, ...) ms_log(MS_LOG_DEBUG, sub, __VA_ARGS__)
 #define MS_INFO(sub, ...)  ms_log(MS_LOG_INFO, sub, __VA_ARGS__)

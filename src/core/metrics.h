@@ -40,7 +40,7 @@ void ms_metrics_observe(const char *name, const char *labels, double seconds);
  * outlive the registration. Returns 0 or MS_EFULL.
  */
 int ms_metrics_gauge_fn(const char *name, const char *labels, const char *help,
-			double (*fn)(void *arg), void *arg);
+                        double (*fn)(void *arg), void *arg);
 
 /* ms_metrics_gauge_remove drops every gauge registered with |arg|. */
 void ms_metrics_gauge_remove(void *arg);

@@ -14,7 +14,7 @@
 #define MS_MONEY_MAX_DIGITS 18
 /* 9999999999999999.99: the largest amount with 18 digits, in cents. */
 #define MS_MONEY_MAX_CENTS 999999999999999999LL
-#define MS_MONEY_STRLEN 24 /* "-9999999999999999.99" + NUL, rounded up */
+#define MS_MONEY_STRLEN    24 /* "-9999999999999999.99" + NUL, rounded up */
 
 /*
  * ms_money_parse parses |len| bytes of |s|: an optional '-', digits, an

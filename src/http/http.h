@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #define HTTP_MAX_PARAMS 4
-#define HTTP_MAX_VERRS 32
+#define HTTP_MAX_VERRS  32
 
 enum http_method {
 	HTTP_GET = 1,
@@ -36,35 +36,35 @@ enum http_method {
 
 struct http_req {
 	enum http_method method;
-	const char *path;                      /* decoded path, no query */
-	const char *query;                     /* raw query string or NULL */
+	const char *path;  /* decoded path, no query */
+	const char *query; /* raw query string or NULL */
 	const char *param_names[HTTP_MAX_PARAMS];
-	const char *params[HTTP_MAX_PARAMS];   /* decoded {segments} */
+	const char *params[HTTP_MAX_PARAMS]; /* decoded {segments} */
 	size_t nparams;
-	const char *body;                      /* NUL-terminated, or NULL */
+	const char *body; /* NUL-terminated, or NULL */
 	size_t body_len;
-	const char *traceparent;               /* request header, or NULL */
-	const char *trace_id;                  /* for problem details */
+	const char *traceparent; /* request header, or NULL */
+	const char *trace_id;    /* for problem details */
 };
 
 struct http_verr {
-	char property[96];   /* JSON path: "cart.items[0].price" */
-	char message[160];   /* "Price must have at most 2 decimals" */
+	char property[96]; /* JSON path: "cart.items[0].price" */
+	char message[160]; /* "Price must have at most 2 decimals" */
 };
 
 struct http_resp {
-	int status;                    /* on success */
-	json_t *body;                  /* on success; owned by the response */
-	char location[512];            /* Location header, or "" */
+	int status;         /* on success */
+	json_t *body;       /* on success; owned by the response */
+	char location[512]; /* Location header, or "" */
 	/* on error: */
-	char title[64];                /* defaults to the status reason */
-	char detail[256];              /* defaults to ms_strerror(rc) */
+	char title[64];   /* defaults to the status reason */
+	char detail[256]; /* defaults to ms_strerror(rc) */
 	struct http_verr verrs[HTTP_MAX_VERRS];
 	size_t nverrs;
 };
 
 typedef int (*http_handler_fn)(void *ctx, const struct http_req *req,
-			       struct http_resp *resp);
+                               struct http_resp *resp);
 
 struct http_router;
 
@@ -80,19 +80,19 @@ void http_router_destroy(struct http_router *r);
  * "/basket/{userName}"). Returns 0, MS_EEXIST, MS_EINVAL or MS_ENOMEM.
  */
 int http_route_add(struct http_router *r, enum http_method method,
-		   const char *pattern, http_handler_fn fn, void *ctx);
+                   const char *pattern, http_handler_fn fn, void *ctx);
 
 /* The result of matching a path. */
 struct http_match {
 	http_handler_fn fn;
 	void *ctx;
-	const char *pattern;         /* the route's pattern, for metrics */
+	const char *pattern; /* the route's pattern, for metrics */
 	size_t nparams;
 	const char *param_names[HTTP_MAX_PARAMS];
 	/* offsets into the matched path of each parameter */
 	size_t param_off[HTTP_MAX_PARAMS];
 	size_t param_len[HTTP_MAX_PARAMS];
-	char allow[64];              /* "GET, DELETE" for 405 answers */
+	char allow[64]; /* "GET, DELETE" for 405 answers */
 };
 
 /*
@@ -102,7 +102,7 @@ struct http_match {
  * Pure; thread safe after the routes are added.
  */
 int http_router_match(const struct http_router *r, enum http_method method,
-		      const char *path, struct http_match *m);
+                      const char *path, struct http_match *m);
 
 /* http_method_parse maps "GET" etc. to the enum (HTTP_OTHER if unknown). */
 enum http_method http_method_parse(const char *s);
@@ -122,12 +122,12 @@ int http_resp_json(struct http_resp *resp, int status, json_t *body);
 /* http_resp_fail records |detail| (printf) and returns |rc|, for
  * `return http_resp_fail(resp, MS_ENOTFOUND, "Entity \"Basket\" ...")`. */
 int http_resp_fail(struct http_resp *resp, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* http_verr_add appends a validation error (silently capped at
  * HTTP_MAX_VERRS). |property| and |message| are copied. */
 void http_verr_add(struct http_resp *resp, const char *property,
-		   const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+                   const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /*
  * http_problem_json builds the problem+json body for |rc| and |resp|'s
@@ -135,7 +135,7 @@ void http_verr_add(struct http_resp *resp, const char *property,
  * "validationErrors" when there are any. Returns a new reference or NULL.
  */
 json_t *http_problem_json(int rc, const struct http_resp *resp,
-			  const char *instance, const char *trace_id);
+                          const char *instance, const char *trace_id);
 
 /* http_status_reason returns "Not Found" etc. */
 const char *http_status_reason(int status);
@@ -144,6 +144,6 @@ const char *http_status_reason(int status);
  * matched case-insensitively) to |buf|. Returns 0, MS_ENOTFOUND, or
  * MS_ETOOBIG. */
 int http_query_get(const char *query, const char *name, char *buf,
-		   size_t buflen);
+                   size_t buflen);
 
 #endif

@@ -34,7 +34,7 @@ struct http_resp;
  * HTTP_JSON_MAX_DEPTH, duplicate keys, a body that is not an object.
  */
 int http_json_parse(const char *body, size_t len, json_t **out,
-		    struct http_resp *resp);
+                    struct http_resp *resp);
 
 /* http_json_get returns the member of |obj| whose name equals |name|
  * case-insensitively (exact match preferred), or NULL. */
@@ -52,33 +52,33 @@ json_t *http_json_get(const json_t *obj, const char *name);
  * |obj|'s storage.
  */
 int http_json_str(const json_t *obj, const char *path, const char *name,
-		  bool required, size_t maxlen, const char **out,
-		  struct http_resp *resp);
+                  bool required, size_t maxlen, const char **out,
+                  struct http_resp *resp);
 
 /* http_json_int: an integer number (no fraction) in [min, max], or a string
  * holding one: System.Text.Json's web defaults read numbers from strings. */
 int http_json_int(const json_t *obj, const char *path, const char *name,
-		  bool required, int64_t min, int64_t max, int64_t *out,
-		  struct http_resp *resp);
+                  bool required, int64_t min, int64_t max, int64_t *out,
+                  struct http_resp *resp);
 
 /* http_json_money: a number (or a string holding one, as for ints) with at
  * most 2 decimals and 18 digits in all, and >= |min_cents|. */
 int http_json_money(const json_t *obj, const char *path, const char *name,
-		    bool required, int64_t min_cents, int64_t *out,
-		    struct http_resp *resp);
+                    bool required, int64_t min_cents, int64_t *out,
+                    struct http_resp *resp);
 
 /* http_json_guid: a GUID string, normalized to lower case into |out|;
  * with |nonzero|, the all-zero GUID is an error. */
 int http_json_guid(const json_t *obj, const char *path, const char *name,
-		   bool required, bool nonzero, char out[37],
-		   struct http_resp *resp);
+                   bool required, bool nonzero, char out[37],
+                   struct http_resp *resp);
 
 /* http_json_object / http_json_array: the member must be an object / array
  * (or missing/null when not |required|: *out = NULL). */
 int http_json_object(const json_t *obj, const char *path, const char *name,
-		     bool required, json_t **out, struct http_resp *resp);
+                     bool required, json_t **out, struct http_resp *resp);
 int http_json_array(const json_t *obj, const char *path, const char *name,
-		    bool required, json_t **out, struct http_resp *resp);
+                    bool required, json_t **out, struct http_resp *resp);
 
 /* http_json_money_new returns a JSON value that dumps as the exact number
  * |cents|/100 (e.g. 350, 350.5). */

@@ -25,7 +25,7 @@ struct ms_config;
  * MS_EIO (cannot bind: the log says why) or MS_ENOMEM.
  */
 int http_server_start(struct http_server **out, struct http_router *router,
-		      const struct ms_config *cfg);
+                      const struct ms_config *cfg);
 
 /* http_server_port returns the bound port (useful with port 0). */
 uint16_t http_server_port(const struct http_server *srv);

@@ -24,8 +24,8 @@ struct store;
 struct module_ctx {
 	struct bus *bus;
 	const struct ms_config *cfg;
-	struct http_router *router;   /* NULL when the process has no REST */
-	const char *data_dir;         /* node.data_dir */
+	struct http_router *router; /* NULL when the process has no REST */
+	const char *data_dir;       /* node.data_dir */
 	/*
 	 * Set by the module in init when its store has an outbox whose events
 	 * must be relayed; main starts one relay per such store.
@@ -34,7 +34,7 @@ struct module_ctx {
 };
 
 struct ms_module {
-	const char *name;            /* "basket": also node.modules' word */
+	const char *name; /* "basket": also node.modules' word */
 	/* services this module calls on other modules: {module, service}
 	 * pairs, NULL-terminated; checked at start (bus_require). */
 	const char *const (*calls)[2];

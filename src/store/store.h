@@ -44,8 +44,8 @@ struct store_opts {
  * logged) or MS_ENOMEM. |opts| may be NULL.
  */
 int store_open(struct store **out, const char *dir, const char *name,
-	       const struct store_migration *migs, size_t nmigs,
-	       const struct store_opts *opts);
+               const struct store_migration *migs, size_t nmigs,
+               const struct store_opts *opts);
 
 /* store_close finalizes cached statements and closes; NULL is a no-op. */
 void store_close(struct store *st);
@@ -98,18 +98,18 @@ int store_integrity_check(struct store *st);
  * MS_EDB. After commit, call store_outbox_notify() to wake the relay.
  */
 int store_outbox_add(struct store *st, const char *id, const char *type,
-		     const void *payload, size_t len, const char *traceparent,
-		     int64_t occurred_ms);
+                     const void *payload, size_t len, const char *traceparent,
+                     int64_t occurred_ms);
 
 struct store_outbox_row {
-	int64_t seq;             /* outbox row id, delivery order */
-	char id[37];             /* event id */
-	char *type;              /* malloc'd */
-	uint8_t *payload;        /* malloc'd */
+	int64_t seq;      /* outbox row id, delivery order */
+	char id[37];      /* event id */
+	char *type;       /* malloc'd */
+	uint8_t *payload; /* malloc'd */
 	size_t len;
-	char *traceparent;       /* malloc'd or NULL */
+	char *traceparent; /* malloc'd or NULL */
 	int64_t occurred_ms;
-	unsigned attempts;       /* publishes tried before this one */
+	unsigned attempts; /* publishes tried before this one */
 };
 
 /*
@@ -119,7 +119,7 @@ struct store_outbox_row {
  * Returns 0 or MS_EDB.
  */
 int store_outbox_fetch(struct store *st, int64_t after,
-		       struct store_outbox_row *rows, size_t max, size_t *n);
+                       struct store_outbox_row *rows, size_t max, size_t *n);
 void store_outbox_row_fini(struct store_outbox_row *row);
 
 /* store_outbox_mark_sent marks row |seq| delivered (takes the lock). */

@@ -37,17 +37,17 @@ enum {
  */
 struct bus_call {
 	/* inputs */
-	const char *service;      /* "discount.DiscountProtoService" */
-	const char *method;       /* "GetDiscount" */
-	const uint8_t *req;       /* packed request */
-	size_t req_len;           /* its length */
-	int64_t deadline_ms;      /* absolute, ms_now_ms() clock */
-	const char *traceparent;  /* or NULL */
+	const char *service;     /* "discount.DiscountProtoService" */
+	const char *method;      /* "GetDiscount" */
+	const uint8_t *req;      /* packed request */
+	size_t req_len;          /* its length */
+	int64_t deadline_ms;     /* absolute, ms_now_ms() clock */
+	const char *traceparent; /* or NULL */
 	/* outputs */
-	int rc;                        /* 0 or MS_E* */
-	uint8_t *reply;                /* malloc'd packed reply, or NULL */
-	size_t reply_len;              /* its length */
-	char detail[BUS_DETAIL_LEN];   /* error detail from the peer */
+	int rc;                      /* 0 or MS_E* */
+	uint8_t *reply;              /* malloc'd packed reply, or NULL */
+	size_t reply_len;            /* its length */
+	char detail[BUS_DETAIL_LEN]; /* error detail from the peer */
 	/* completion */
 	void (*done)(struct bus_call *c);
 	void *arg;
@@ -67,7 +67,7 @@ struct bus_transport_ops {
 	 * MS_EINVAL (bad URL) or MS_ENOMEM.
 	 */
 	int (*init)(struct bus_transport *t, const char *url,
-		    const struct ms_config *cfg);
+	            const struct ms_config *cfg);
 
 	/* start spawns threads / listeners. Main thread. Returns 0 or MS_E*. */
 	int (*start)(struct bus_transport *t);
@@ -109,10 +109,10 @@ struct bus_transport_ops {
 /* The header the bus allocates for each transport instance. */
 struct bus_transport {
 	const struct bus_transport_ops *ops;
-	struct bus *bus;   /* back-pointer: for bus_dispatch / bus_deliver */
-	const char *url;   /* the configured URL (owned by the config) */
-	const char *role;  /* "remote.discount", "events", ... for logs */
-	/* priv_size bytes follow, aligned for any type */
+	struct bus *bus;  /* back-pointer: for bus_dispatch / bus_deliver */
+	const char *url;  /* the configured URL (owned by the config) */
+	const char *role; /* "remote.discount", "events", ... for logs */
+	                  /* priv_size bytes follow, aligned for any type */
 };
 
 /* tp_priv returns the transport's private block. */
@@ -143,9 +143,9 @@ void bus_call_complete(struct bus_call *c);
  * or the handler's code; |detail| receives a message.
  */
 int bus_dispatch(struct bus *bus, const char *service, const char *method,
-		 const uint8_t *req, size_t req_len, int64_t deadline_ms,
-		 const char *traceparent, uint8_t **reply, size_t *reply_len,
-		 char *detail, size_t detail_len);
+                 const uint8_t *req, size_t req_len, int64_t deadline_ms,
+                 const char *traceparent, uint8_t **reply, size_t *reply_len,
+                 char *detail, size_t detail_len);
 
 /*
  * bus_deliver hands an event that arrived from a transport to the local

@@ -391,7 +391,8 @@ check_items(struct http_resp *errs, struct ordering_order *o,
 		if (has_err(errs, q)) {
 			ok = false;
 		} else if (it->price_cents < 0 ||
-		           (it->price_cents == 0 && kind != ORDERING_CHECK_EVENT)) {
+		           (it->price_cents == 0 &&
+		            kind != ORDERING_CHECK_EVENT)) {
 			/* A checkout may carry an item at 0: Basket's coupon
 			 * can take a price down to 0 (never below), and the
 			 * committed checkout must still become an order. */
