@@ -95,6 +95,30 @@ static const struct keydef keys[] = {
            "gRPC (HTTP/2, h2c) listener for the hosted modules"),
     K_SIZE("grpc.max_message", "4M", 1024, 64 << 20,
            "largest gRPC message sent or received"),
+    K_INT("grpc.threads", "4", 1, 256, "gRPC handler worker threads"),
+    K_INT("grpc.max_concurrent_streams", "100", 1, 100000,
+          "concurrent gRPC calls per connection"),
+    K_INT("grpc.max_connections", "1024", 1, 100000,
+          "concurrent gRPC connections"),
+    K_INT("grpc.keepalive_permit_ms", "300000", 0, 86400000,
+          "shortest client ping interval tolerated (more often: GOAWAY "
+          "too_many_pings)"),
+    K_INT("grpc.keepalive_ms", "0", 0, 86400000,
+          "client: ping an idle connection with calls in flight after "
+          "this long (0 = off)"),
+    K_INT("grpc.connect_timeout_ms", "1000", 1, 600000,
+          "client: how long a connect may take"),
+    K_INT("grpc.retry_max_attempts", "3", 1, 5,
+          "client: attempts per call, the first included, where the "
+          "call was not processed"),
+    K_INT("grpc.retry_backoff_ms", "50", 1, 60000,
+          "client: initial retry backoff (full jitter, doubling)"),
+    K_INT("grpc.retry_backoff_max_ms", "1000", 1, 600000,
+          "client: largest retry backoff"),
+    K_INT("grpc.breaker_failures", "5", 1, 1000,
+          "client: consecutive failures that open the circuit"),
+    K_INT("grpc.breaker_open_ms", "2000", 1, 600000,
+          "client: how long an open circuit fails fast before a probe"),
     K_TYPE("remote.discount", KT_URL_REMOTE, NULL,
            "where Discount lives when not hosted here "
            "(grpc://HOST:PORT, nng+tcp://HOST:PORT, nng+ipc:///path)"),
@@ -126,6 +150,9 @@ static const struct keydef keys[] = {
     K_BOOL("debug.hold_events", "false",
            "test hook: the outbox relay delivers nothing while true "
            "(events stay pending)"),
+    K_INT("debug.discount_delay_ms", "0", 0, 60000,
+          "test hook: Discount's handlers wait this long before "
+          "answering (to make deadlines expire on purpose)"),
 };
 
 #define NKEYS MS_ARRAY_SIZE(keys)

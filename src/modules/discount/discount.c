@@ -69,6 +69,7 @@ discount_init(struct module_ctx *ctx, void **state)
 	if (!d)
 		return MS_ENOMEM;
 	atomic_init(&d->ready, false);
+	d->delay_ms = (int)ms_config_int(ctx->cfg, "debug.discount_delay_ms");
 
 	opts.busy_timeout_ms =
 	    (int)ms_config_int(ctx->cfg, "store.busy_timeout_ms");

@@ -31,6 +31,7 @@ struct bus;
 struct discount {
 	struct store *st;  /* owned: opened in init, closed in fini */
 	atomic_bool ready; /* true from the end of init until stop */
+	int delay_ms;      /* debug.discount_delay_ms: test hook, else 0 */
 };
 
 /* One coupon row; the strings are copies (bounded above). */

@@ -13,6 +13,7 @@
  */
 #include <assert.h>
 #include <ctype.h>
+#include <time.h>
 #include <string.h>
 
 #include "bus/bus.h"
@@ -97,6 +98,24 @@ check_coupon(struct bus_rpc *rpc, const Discount__CouponModel *m,
 	return 0;
 }
 
+/*
+ * hold implements the debug.discount_delay_ms test hook: the handler waits
+ * before answering, so that callers' deadlines can expire on purpose. Off
+ * (0) unless configured.
+ */
+static void
+hold(const struct discount *d)
+{
+	struct timespec ts;
+
+	if (d->delay_ms <= 0)
+		return;
+	ts.tv_sec = d->delay_ms / 1000;
+	ts.tv_nsec = (long)(d->delay_ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
 /* fill_reply copies |c| into the reply, its strings into the call's memory
  * (the reply is packed after the handler returns). */
 static int
@@ -122,6 +141,8 @@ get_discount(void *ctx, struct bus_rpc *rpc, const ProtobufCMessage *req,
 	Discount__CouponModel *out = (Discount__CouponModel *)reply;
 	struct discount_coupon c;
 	int rc;
+
+	hold(d);
 
 	rc = discount_store_get(d->st, in->productname ? in->productname : "",
 	                        &c);
@@ -159,6 +180,8 @@ create_discount(void *ctx, struct bus_rpc *rpc, const ProtobufCMessage *req,
 	struct discount_coupon c;
 	int rc;
 
+	hold(d);
+
 	rc = check_coupon(rpc, in->coupon, &c);
 	if (rc != 0)
 		return rc;
@@ -187,6 +210,8 @@ update_discount(void *ctx, struct bus_rpc *rpc, const ProtobufCMessage *req,
 	    (const Discount__UpdateDiscountRequest *)req;
 	struct discount_coupon c;
 	int rc;
+
+	hold(d);
 
 	rc = check_coupon(rpc, in->coupon, &c);
 	if (rc != 0)
@@ -218,6 +243,8 @@ delete_discount(void *ctx, struct bus_rpc *rpc, const ProtobufCMessage *req,
 	    (const Discount__DeleteDiscountRequest *)req;
 	const char *name = in->productname ? in->productname : "";
 	int rc;
+
+	hold(d);
 
 	rc = discount_store_delete(d->st, name);
 	if (rc == MS_ENOTFOUND)
