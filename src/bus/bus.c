@@ -302,12 +302,46 @@ resolve_events(struct bus *bus, char *err, size_t errlen)
 	return 0;
 }
 
+/* Creates a serving instance of every transport that has a listener
+ * configured, when this process serves something. */
+static int
+resolve_servers(struct bus *bus, char *err, size_t errlen)
+{
+	const struct bus_transport_ops *const *ops = bus_transport_list();
+	struct bus_transport *t;
+	int rc;
+
+	if (bus->nserved == 0) {
+		return 0;
+	}
+	for (; *ops; ops++) {
+		const char *key = (*ops)->listen_key;
+
+		if (!((*ops)->caps & BUS_CAP_SERVE) || key == NULL ||
+		    !ms_config_is_set(bus->cfg, key) ||
+		    *ms_config_str(bus->cfg, key) == '\0') {
+			continue;
+		}
+		rc = tp_create(bus, *ops, NULL, key, &t);
+		if (rc != 0) {
+			snprintf(err, errlen, "%s = %s: %s", key,
+			         ms_config_str(bus->cfg, key), ms_strerror(rc));
+			return rc == MS_EINVAL ? MS_ECONFIG : rc;
+		}
+		ms_health_register((*ops)->scheme, "listener", tp_health, t);
+	}
+	return 0;
+}
+
 int
 bus_start(struct bus *bus, char *err, size_t errlen)
 {
 	int rc;
 
 	assert(!bus->started);
+	if ((rc = resolve_servers(bus, err, errlen)) != 0) {
+		return rc;
+	}
 	for (size_t i = 0; i < bus->nroutes; i++) {
 		struct route *r = &bus->routes[i];
 
@@ -440,6 +474,15 @@ bus_serve(struct bus *bus, const ProtobufCServiceDescriptor *svc,
 	bus->nserved++;
 	MS_DEBUG("bus", "serving %s", svc->name);
 	return 0;
+}
+
+size_t
+bus_served_services(struct bus *bus, const char **names, size_t max)
+{
+	for (size_t i = 0; i < bus->nserved && i < max; i++) {
+		names[i] = bus->served[i].svc->name;
+	}
+	return bus->nserved;
 }
 
 int

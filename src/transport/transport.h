@@ -59,12 +59,19 @@ struct bus_transport_ops {
 	const char *scheme; /* "local", "grpc", "amqp", "nng+tcp", ... */
 	unsigned caps;      /* BUS_CAP_* */
 	size_t priv_size;   /* bytes the bus allocates after the header */
+	/*
+	 * With BUS_CAP_SERVE: the config key of the listener ("grpc.listen").
+	 * When it is set and this process serves at least one service, the
+	 * bus creates a serving instance (init with url NULL) that listens
+	 * there and answers with bus_dispatch. NULL for none.
+	 */
+	const char *listen_key;
 
 	/*
 	 * init prepares the transport for |url| (the remote.* / events.broker
-	 * value, or NULL for a serving-only instance). Main thread, before
-	 * start; may not block on the network (connect lazily). Returns 0,
-	 * MS_EINVAL (bad URL) or MS_ENOMEM.
+	 * value), or, with |url| NULL, a serving instance for listen_key.
+	 * Main thread, before start; may not block on the network (connect
+	 * lazily). Returns 0, MS_EINVAL (bad URL) or MS_ENOMEM.
 	 */
 	int (*init)(struct bus_transport *t, const char *url,
 	            const struct ms_config *cfg);
@@ -155,5 +162,15 @@ int bus_dispatch(struct bus *bus, const char *service, const char *method,
  * (transient: redeliver).
  */
 int bus_deliver(struct bus *bus, const struct bus_event *ev);
+
+/*
+ * bus_served_services stores in |names| the full names of up to |max|
+ * services served in this process ("discount.DiscountProtoService"), in
+ * bus_serve order, and returns how many there are (more than |max| means
+ * the list was cut). The strings live as long as the bus. For a listener
+ * that must tell known services from unknown ones (health checks,
+ * reflection, UNIMPLEMENTED). Any thread, once bus_serve calls are over.
+ */
+size_t bus_served_services(struct bus *bus, const char **names, size_t max);
 
 #endif
