@@ -10,9 +10,15 @@
 #include "transport/transport.h"
 
 extern const struct bus_transport_ops tp_local_ops;
+#if HAVE_TRANSPORT_GRPC
+extern const struct bus_transport_ops tp_grpc_ops;
+#endif
 
 static const struct bus_transport_ops *const transports[] = {
     &tp_local_ops,
+#if HAVE_TRANSPORT_GRPC
+    &tp_grpc_ops,
+#endif
     NULL,
 };
 
