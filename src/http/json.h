@@ -22,9 +22,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/json_exact.h"
+
 struct http_resp;
 
-#define HTTP_JSON_MAX_DEPTH 32
+#define HTTP_JSON_MAX_DEPTH MS_JSON_MAX_DEPTH
 
 /*
  * http_json_parse parses |len| bytes of |body|. On success *out is a new
