@@ -529,7 +529,7 @@ bus_dispatch(struct bus *bus, const char *service, const char *method,
 	if (in == NULL) {
 		snprintf(detail, detail_len, "cannot decode %s",
 		         md->input->name);
-		return MS_EINVAL;
+		return MS_EDECODE; /* statuscodes.md: INTERNAL */
 	}
 	out = calloc(1, md->output->sizeof_message);
 	if (out == NULL) {

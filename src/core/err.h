@@ -15,6 +15,7 @@
 	X(EINVAL, "invalid argument", 400, 3 /* INVALID_ARGUMENT */)           \
 	X(EVALIDATION, "validation failed", 400, 3 /* INVALID_ARGUMENT */)     \
 	X(EJSON, "malformed JSON", 400, 3 /* INVALID_ARGUMENT */)              \
+	X(EDECODE, "cannot decode message", 400, 13 /* INTERNAL */)            \
 	X(ENOTFOUND, "not found", 404, 5 /* NOT_FOUND */)                      \
 	X(EMETHOD, "method not allowed", 405, 12 /* UNIMPLEMENTED */)          \
 	X(EEXIST, "already exists", 409, 6 /* ALREADY_EXISTS */)               \

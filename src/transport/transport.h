@@ -146,7 +146,7 @@ void bus_call_complete(struct bus_call *c);
  * service, synchronously on the calling thread: unpacks |req|, runs the
  * handler, packs the reply into *reply (malloc'd, owned by the caller).
  * Returns 0, MS_ENOTFOUND (unknown service), MS_ENOTSUP (unknown method),
- * MS_EINVAL (undecodable request), MS_ETIMEDOUT (deadline already passed)
+ * MS_EDECODE (undecodable request), MS_ETIMEDOUT (deadline already passed)
  * or the handler's code; |detail| receives a message.
  */
 int bus_dispatch(struct bus *bus, const char *service, const char *method,

@@ -142,7 +142,7 @@ START_TEST(test_dispatch_bad_bytes)
 	ck_assert_int_eq(bus_dispatch(bus, svc->name, "GetDiscount", junk,
 	                              sizeof(junk), 0, NULL, &reply, &len,
 	                              detail, sizeof(detail)),
-	                 MS_EINVAL);
+	                 MS_EDECODE);
 	ck_assert_int_eq(bus_dispatch(bus, "nope.Service", "GetDiscount", junk,
 	                              0, 0, NULL, &reply, &len, detail,
 	                              sizeof(detail)),

@@ -146,6 +146,7 @@ struct stream {
 	char traceparent[TRACEPARENT_LEN];
 	bool has_timeout;
 	int64_t timeout_ms;
+	bool encoded; /* grpc-encoding names a coding other than identity */
 	char service[SERVICE_LEN];
 	char method[METHOD_LEN];
 
@@ -1406,9 +1407,17 @@ reader_error(struct stream *st, int rc)
 		finish(st, TP_GRPC_RESOURCE_EXHAUSTED, msg);
 		break;
 	case MS_ENOTSUP:
-		st->accept_enc = true;
-		finish(st, TP_GRPC_UNIMPLEMENTED,
-		       "compressed messages are not supported");
+		/* doc/compression.md: a coding we do not support is
+		 * UNIMPLEMENTED (and we say what we accept); the flag set
+		 * with no coding declared is the client's error: INTERNAL. */
+		if (st->encoded) {
+			st->accept_enc = true;
+			finish(st, TP_GRPC_UNIMPLEMENTED,
+			       "compressed messages are not supported");
+		} else {
+			finish(st, TP_GRPC_INTERNAL,
+			       "compressed flag set without grpc-encoding");
+		}
 		break;
 	case MS_ENOMEM:
 		finish(st, TP_GRPC_RESOURCE_EXHAUSTED, "out of memory");
@@ -1489,6 +1498,8 @@ on_header(nghttp2_session *ses, const nghttp2_frame *frame, const uint8_t *name,
 			MS_DEBUG(SUB, "stream %d: ignoring grpc-timeout %.*s",
 			         st->id, (int)valuelen, v);
 		}
+	} else if (name_is(name, namelen, "grpc-encoding")) {
+		st->encoded = !(valuelen == 8 && memcmp(v, "identity", 8) == 0);
 	} else if (name_is(name, namelen, "traceparent")) {
 		if (valuelen < sizeof(st->traceparent)) {
 			memcpy(st->traceparent, v, valuelen);
