@@ -4,7 +4,7 @@
  * to |batch| pending rows, publishes them all (pipelined: the transport
  * confirms them in any order), waits for every confirm, then marks the
  * confirmed rows sent. A row whose publish failed stays pending and the
- * relay backs off exponentially (100 ms doubling to 30 s) before the next
+ * relay backs off exponentially (100 ms doubling to 5 s) before the next
  * round; a row the consumer rejected as poison is marked dead (kept, never
  * deleted). Sent rows are pruned after an hour.
  *
@@ -28,7 +28,7 @@
 #include "store/store.h"
 
 #define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 30000
+#define BACKOFF_MAX_MS 5000
 #define PRUNE_EVERY_MS 60000
 #define KEEP_SENT_MS   3600000
 
@@ -195,11 +195,22 @@ relay_loop(void *arg)
 			break;
 		}
 		if (rc < 0) {
+			int64_t until;
+
 			backoff = backoff ? backoff * 2 : BACKOFF_MIN_MS;
 			if (backoff > BACKOFF_MAX_MS) {
 				backoff = BACKOFF_MAX_MS;
 			}
-			store_outbox_wait(r->st, backoff);
+			/* New outbox rows must not cut the backoff short:
+			 * while the transport is down, every checkout would
+			 * otherwise start a round that fails at once. Only a
+			 * stop ends the wait early. */
+			until = ms_now_ms() + backoff;
+			while (!atomic_load(&r->stopping) &&
+			       ms_now_ms() < until) {
+				store_outbox_wait(r->st,
+				                  (int)(until - ms_now_ms()));
+			}
 			continue;
 		}
 		backoff = 0;

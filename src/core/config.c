@@ -135,8 +135,25 @@ static const struct keydef keys[] = {
     K_INT("events.relay_poll_ms", "1000", 10, 60000,
           "outbox relay poll interval when idle"),
     K_INT("events.max_redeliveries", "5", 0, 100,
-          "deliveries of a failing event before it goes to the error "
-          "queue"),
+          "redeliveries of a failing event (after its first delivery) "
+          "before it goes to the error queue"),
+    K_INT("events.prefetch", "16", 1, 65535,
+          "amqp: deliveries the broker may have unacknowledged with "
+          "this consumer (basic.qos)"),
+    K_INT("events.heartbeat_s", "10", 0, 600,
+          "amqp: heartbeat interval asked of the broker (0 = off; two "
+          "missed beats drop the connection)"),
+    K_INT("events.confirm_timeout_ms", "5000", 100, 600000,
+          "amqp: how long a publish may wait for the broker's confirm "
+          "(and a broker reply to a command) before it counts as failed"),
+    K_INT("events.connect_timeout_ms", "5000", 100, 600000,
+          "amqp: how long connecting and logging in may take"),
+    K_INT("events.reconnect_max_ms", "5000", 100, 600000,
+          "amqp: longest wait between two connection attempts "
+          "(exponential backoff with jitter)"),
+    K_SIZE("events.max_message", "4M", 1024, 128 << 20,
+           "amqp: largest message body consumed (larger ones are "
+           "rejected without requeue)"),
     K_TYPE("nng.listen", KT_URL_NNG, NULL,
            "nng listener for RPC and incoming events (tcp://HOST:PORT, "
            "ipc:///path)"),

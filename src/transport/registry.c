@@ -13,11 +13,17 @@ extern const struct bus_transport_ops tp_local_ops;
 #if HAVE_TRANSPORT_GRPC
 extern const struct bus_transport_ops tp_grpc_ops;
 #endif
+#if HAVE_TRANSPORT_AMQP
+extern const struct bus_transport_ops tp_amqp_ops;
+#endif
 
 static const struct bus_transport_ops *const transports[] = {
     &tp_local_ops,
 #if HAVE_TRANSPORT_GRPC
     &tp_grpc_ops,
+#endif
+#if HAVE_TRANSPORT_AMQP
+    &tp_amqp_ops,
 #endif
     NULL,
 };

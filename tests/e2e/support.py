@@ -24,6 +24,7 @@ import uuid
 Decimal = decimal.Decimal
 
 LISTEN_RE = re.compile(r"http: listening on 127\.0\.0\.1:(\d+)")
+GRPC_LISTEN_RE = re.compile(r"grpc: listening on 127\.0\.0\.1:(\d+)")
 
 # Every server started by this process, so that a failure kills them all.
 _servers = []
@@ -145,8 +146,9 @@ class Server:
     """One monoshop process in its own data directory."""
 
     def __init__(self, exe, data_dir=None, extra=(), env=None, config=None,
-                 name="monoshop"):
+                 name="monoshop", grpc_listen="127.0.0.1:0"):
         self.exe = exe
+        self.grpc_listen = grpc_listen
         self.work = tempdir()
         self.data_dir = data_dir or os.path.join(self.work, "data")
         self.extra = list(extra)
@@ -155,6 +157,7 @@ class Server:
         self.name = name
         self.proc = None
         self.port = None
+        self.grpc_port = None  # learnt from the log, when it has the line
         self.log_path = None
         self._log = None
         self._starts = 0
@@ -166,14 +169,17 @@ class Server:
             a += ["--config", self.config]
         a += ["--set", "node.data_dir=" + self.data_dir,
               "--set", "http.listen=127.0.0.1:0",
-              "--set", "grpc.listen=127.0.0.1:0"]
+              "--set", "grpc.listen=" + self.grpc_listen]
         for x in self.extra:
             a += ["--set", x]
         return a
 
-    def start(self, extra=None, timeout=10):
+    def start(self, extra=None, timeout=10, health=200, want_grpc=False):
         """Start (or restart) the binary, learn its port from the log and wait
-        for GET /health to answer 200."""
+        for GET /health to answer |health| (200; None = any answer, for a
+        process whose dependency is down on purpose). With |want_grpc|, also
+        wait for the log line 'grpc: listening on 127.0.0.1:PORT' and keep
+        the port in self.grpc_port (learnt anyway when the line is there)."""
         if extra is not None:
             self.extra = list(extra)
         assert self.proc is None or self.proc.poll() is not None
@@ -186,29 +192,41 @@ class Server:
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                      stdout=self._log, stderr=self._log,
                                      env=self.env)
+        self.grpc_port = None
         if self not in _servers:
             _servers.append(self)
 
-        def port_logged():
-            m = LISTEN_RE.search(self.log())
-            if m:
-                return int(m.group(1))
-            if self.proc.poll() is not None:
-                raise TestFailure("%s exited with status %s before listening;"
-                                  " log:\n%s" % (self.name, self.proc.returncode,
-                                                 self.log()))
-            return None
+        def logged(regex):
+            def pred():
+                m = regex.search(self.log())
+                if m:
+                    return int(m.group(1))
+                if self.proc.poll() is not None:
+                    raise TestFailure("%s exited with status %s before listening;"
+                                      " log:\n%s" % (self.name, self.proc.returncode,
+                                                     self.log()))
+                return None
+            return pred
 
-        self.port = wait_until(port_logged, timeout,
+        self.port = wait_until(logged(LISTEN_RE), timeout,
                                "the log line 'http: listening on 127.0.0.1:PORT'")
+        if want_grpc:
+            self.grpc_port = wait_until(
+                logged(GRPC_LISTEN_RE), timeout,
+                "the log line 'grpc: listening on 127.0.0.1:PORT'")
 
         def healthy():
             if self.proc.poll() is not None:
                 raise TestFailure("%s exited with status %s; log:\n%s"
                                   % (self.name, self.proc.returncode, self.log()))
-            return self.get("/health").status == 200
+            st = self.get("/health").status
+            return st == health if health is not None else True
 
-        wait_until(healthy, timeout, "GET /health to answer 200")
+        wait_until(healthy, timeout, "GET /health to answer %s" % (health or ""))
+        if self.grpc_port is None:
+            m = GRPC_LISTEN_RE.search(self.log())
+            if m:
+                self.grpc_port = int(m.group(1))
         return self
 
     def log(self):
@@ -426,3 +444,314 @@ def exe_from_argv():
 
 def new_guid():
     return str(uuid.uuid4())
+
+
+# -- gRPC tests ------------------------------------------------------------
+# The gRPC tests take a second argument, the repository's proto/ directory,
+# and need Debian's python3-grpcio, python3-protobuf, protobuf-compiler and
+# protobuf-compiler-grpc (imported lazily: the tests above stay standard
+# library only).
+
+def exe_and_proto_from_argv():
+    """(monoshop executable, proto directory) from the command line."""
+    if len(sys.argv) != 3:
+        print("usage: %s PATH/TO/monoshop PATH/TO/proto" % sys.argv[0],
+              file=sys.stderr)
+        sys.exit(2)
+    exe = os.path.abspath(sys.argv[1])
+    proto = os.path.abspath(sys.argv[2])
+    if not os.access(exe, os.X_OK):
+        print("not an executable: %s" % exe, file=sys.stderr)
+        sys.exit(1)
+    if not os.path.isfile(os.path.join(proto, "discount.proto")):
+        print("no discount.proto in %s" % proto, file=sys.stderr)
+        sys.exit(1)
+    return exe, proto
+
+
+def free_port():
+    """A loopback TCP port that was free a moment ago (bound to port 0 and
+    released), for a process that must listen on a port fixed in advance."""
+    import socket
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+GRPC_PROTOS = ("discount.proto", "grpc/health/v1/health.proto",
+               "grpc/reflection/v1/reflection.proto")
+
+
+class Stubs:
+    """The generated Python modules: discount_pb2/_grpc, health_pb2/_grpc,
+    reflection_pb2/_grpc (grpc.reflection.v1)."""
+
+
+def grpc_stubs(proto_dir, files=GRPC_PROTOS):
+    """Generate the Python stubs of |files| (paths under |proto_dir|) with
+    protoc and grpc_python_plugin into a temporary directory and import them.
+
+    The health and reflection files live under grpc/..., so their generated
+    modules are grpc.health.v1.health_pb2 etc.: the temporary grpc/ tree is
+    added to the grpcio package's search path so that those names resolve
+    next to the real grpc package."""
+    import importlib
+    for f in files:
+        if not os.path.isfile(os.path.join(proto_dir, f)):
+            raise TestFailure("%s is missing under %s" % (f, proto_dir))
+    try:
+        import grpc  # noqa: F401
+        import google.protobuf  # noqa: F401
+    except ImportError as e:
+        raise TestFailure("needs Debian's python3-grpcio and python3-protobuf"
+                          " for /usr/bin/python3 (%s)" % e)
+    out = tempdir("monoshop-stubs-")
+    argv = ["protoc", "--proto_path=" + proto_dir, "--python_out=" + out,
+            "--grpc_python_out=" + out,
+            "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin"]
+    argv += list(files)
+    try:
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    except FileNotFoundError:
+        raise TestFailure("protoc not found (Debian: protobuf-compiler,"
+                          " protobuf-compiler-grpc)")
+    if p.returncode != 0:
+        raise TestFailure("protoc failed (%d): %s" % (p.returncode,
+                                                     p.stdout.decode()))
+    sys.path.insert(0, out)
+    gdir = os.path.join(out, "grpc")
+    if os.path.isdir(gdir) and gdir not in grpc.__path__:
+        grpc.__path__.append(gdir)
+    st = Stubs()
+    names = {
+        "discount.proto": [("discount_pb2", "discount_pb2"),
+                           ("discount_pb2_grpc", "discount_pb2_grpc")],
+        "grpc/health/v1/health.proto": [
+            ("health_pb2", "grpc.health.v1.health_pb2"),
+            ("health_pb2_grpc", "grpc.health.v1.health_pb2_grpc")],
+        "grpc/reflection/v1/reflection.proto": [
+            ("reflection_pb2", "grpc.reflection.v1.reflection_pb2"),
+            ("reflection_pb2_grpc", "grpc.reflection.v1.reflection_pb2_grpc")],
+    }
+    for f in files:
+        for attr, mod in names.get(f, []):
+            setattr(st, attr, importlib.import_module(mod))
+    say("   ok: generated and imported the stubs of %s" % ", ".join(files))
+    return st
+
+
+def expect_rpc_error(fn, code, what, details=None, details_contains=None):
+    """Call |fn()|; it must raise grpc.RpcError with |code| (a
+    grpc.StatusCode). Returns the error."""
+    import grpc
+    try:
+        r = fn()
+    except grpc.RpcError as e:
+        if e.code() != code:
+            raise TestFailure("%s: expected %s, got %s (%r)"
+                              % (what, code.name, e.code().name, e.details()))
+        if details is not None and e.details() != details:
+            raise TestFailure("%s: expected the message %r, got %r"
+                              % (what, details, e.details()))
+        if details_contains is not None and \
+                details_contains not in (e.details() or ""):
+            raise TestFailure("%s: the message should mention %r: %r"
+                              % (what, details_contains, e.details()))
+        say("   ok: %s -> %s (%r)" % (what, code.name, e.details()))
+        return e
+    raise TestFailure("%s: expected %s, got a success: %r"
+                      % (what, code.name, r))
+
+
+def timed(fn):
+    """(fn(), seconds it took)."""
+    t = time.monotonic()
+    r = fn()
+    return r, time.monotonic() - t
+
+
+# -- AMQP / RabbitMQ tests (issue 4) ----------------------------------------
+# Need Debian's rabbitmq-server and python3-pika (for /usr/bin/python3). Each
+# test file starts one private broker with tests/support/rabbitmq.py (free
+# loopback ports, temporary directory, stopped and removed at exit). pika and
+# the launcher are imported lazily: the tests above stay standard library only.
+
+MT_CONTENT_TYPE = "application/vnd.masstransit+json"
+MT_EVENT_EXCHANGE = "BuildingBlocks.Messaging.Events:BasketCheckoutEvent"
+MT_EVENT_URN = "urn:message:BuildingBlocks.Messaging.Events:BasketCheckoutEvent"
+MT_BASE_URN = "urn:message:BuildingBlocks.Messaging.Events:IntegrationEvent"
+MT_ENDPOINT = "basket-checkout-event-handler"
+MT_ERROR = MT_ENDPOINT + "_error"
+MT_SKIPPED = MT_ENDPOINT + "_skipped"
+
+_E2E_DIR = os.path.dirname(os.path.abspath(__file__))
+_brokers = []
+
+
+def rabbitmq_module():
+    """tests/support/rabbitmq.py, imported (needs python3-pika)."""
+    try:
+        import pika  # noqa: F401
+    except ImportError as e:
+        raise TestFailure("needs Debian's python3-pika for /usr/bin/python3 (%s)" % e)
+    d = os.path.join(os.path.dirname(_E2E_DIR), "support")
+    if d not in sys.path:
+        sys.path.insert(0, d)
+    import rabbitmq
+    return rabbitmq
+
+
+def start_broker():
+    """Start a private RabbitMQ broker; it is stopped at exit and its log
+    tail printed when the test fails (see run_with_broker)."""
+    rmq = rabbitmq_module()
+    try:
+        b = rmq.start()
+    except rmq.BrokerError as e:
+        raise TestFailure("RabbitMQ did not start: %s" % e)
+    _brokers.append(b)
+    say("   ok: RabbitMQ %s at %s booted in %.1fs" % (b.node, b.url, b.boot_seconds))
+    return b
+
+
+def run_with_broker(main):
+    """run(main), printing the log tail of every broker the test started
+    when it fails (the brokers are stopped by the launcher's atexit hook,
+    after the servers are killed)."""
+    def wrapped():
+        try:
+            main()
+        except BaseException:
+            for b in _brokers:
+                try:
+                    print("\n== RabbitMQ %s (%s) log tail ==\n%s"
+                          % (b.node, "running" if b.running() else "stopped",
+                             b.log_tail(30)), file=sys.stderr, flush=True)
+                except Exception:
+                    pass
+            raise
+    run(wrapped)
+
+
+def amqp_connect(broker):
+    """A pika BlockingConnection (heartbeats off: the test may sit idle)."""
+    return broker.connect(timeout=5, heartbeat=0)
+
+
+def amqp_queue_count(broker, name):
+    """Ready messages of queue |name| by a passive queue_declare, or None
+    when the queue does not exist (the 404 closes only that channel)."""
+    import pika
+    c = amqp_connect(broker)
+    try:
+        ch = c.channel()
+        try:
+            return ch.queue_declare(name, passive=True).method.message_count
+        except pika.exceptions.ChannelClosedByBroker as e:
+            if e.reply_code == 404:
+                return None
+            raise
+    finally:
+        if c.is_open:
+            c.close()
+
+
+def amqp_exists(broker, kind, name):
+    """True when exchange/queue |name| exists (passive declare)."""
+    import pika
+    c = amqp_connect(broker)
+    try:
+        ch = c.channel()
+        try:
+            if kind == "exchange":
+                ch.exchange_declare(name, passive=True)
+            else:
+                ch.queue_declare(name, passive=True)
+            return True
+        except pika.exceptions.ChannelClosedByBroker as e:
+            if e.reply_code == 404:
+                return False
+            raise
+    finally:
+        if c.is_open:
+            c.close()
+
+
+def rabbit_list(broker, what, *cols):
+    """rabbitmqctl list_<what> COLS --formatter json, as a list of dicts."""
+    rc, out = broker.ctl("list_" + what, *cols, "--formatter", "json")
+    if rc != 0:
+        raise TestFailure("rabbitmqctl list_%s failed (%d): %s" % (what, rc, out))
+    start = out.find("[")
+    try:
+        return json.loads(out[start:]) if start >= 0 else []
+    except ValueError:
+        raise TestFailure("rabbitmqctl list_%s: not JSON: %r" % (what, out))
+
+
+def rabbit_queue_depth(broker, name):
+    """(ready, unacked) of queue |name| according to the broker, or None."""
+    for q in rabbit_list(broker, "queues", "name", "messages_ready",
+                         "messages_unacknowledged"):
+        if q.get("name") == name:
+            return q["messages_ready"], q["messages_unacknowledged"]
+    return None
+
+
+def wait_queue_drained(broker, name, timeout, what=None):
+    """Wait until queue |name| holds no message, ready or unacknowledged
+    (a passive declare's message_count and rabbitmqctl's counts)."""
+    def drained():
+        n = amqp_queue_count(broker, name)
+        if n != 0:
+            return None
+        d = rabbit_queue_depth(broker, name)
+        return d == (0, 0) and d
+    return wait_until(drained, timeout, what or "queue %s drained (0 ready, 0 unacked)"
+                      % name, interval=0.3)
+
+
+def mt_publish(broker, body, message_id, exchange=MT_EVENT_EXCHANGE,
+               content_type=MT_CONTENT_TYPE, headers=None):
+    """Publish |body| (bytes, str or an envelope dict, written indented as
+    MassTransit does) like MassTransit: persistent, message_id, confirmed."""
+    import pika
+    if isinstance(body, dict):
+        body = json.dumps(body, indent=2)
+    if isinstance(body, str):
+        body = body.encode()
+    c = amqp_connect(broker)
+    try:
+        ch = c.channel()
+        ch.confirm_delivery()
+        ch.basic_publish(exchange, "", body, pika.BasicProperties(
+            content_type=content_type, delivery_mode=2, message_id=message_id,
+            headers=headers or {}), mandatory=False)
+    finally:
+        if c.is_open:
+            c.close()
+    return body
+
+
+def broker_entry(srv):
+    """(HTTP status, overall status, the 'broker' entry) of GET /health."""
+    r = srv.get("/health")
+    h = r.json if isinstance(r.json, dict) else {}
+    return r.status, h.get("status"), (h.get("entries") or {}).get("broker")
+
+
+def wait_broker_health(srv, healthy, timeout, what=None):
+    """Wait until |srv|'s /health has the 'broker' entry Healthy and 200
+    (|healthy|) or Unhealthy and 503 (not |healthy|); returns the entry."""
+    want, code = ("Healthy", 200) if healthy else ("Unhealthy", 503)
+
+    def pred():
+        st, overall, e = broker_entry(srv)
+        if st == code and isinstance(e, dict) and e.get("status") == want:
+            return e
+        return None
+    return wait_until(pred, timeout, what or "%s's /health %d with the broker entry %s"
+                      % (srv.name, code, want), interval=0.2)
