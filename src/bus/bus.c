@@ -303,7 +303,8 @@ resolve_events(struct bus *bus, char *err, size_t errlen)
 }
 
 /* Creates a serving instance of every transport that has a listener
- * configured, when this process serves something. */
+ * configured, when this process serves a service, or consumes events and
+ * the transport can carry them. */
 static int
 resolve_servers(struct bus *bus, char *err, size_t errlen)
 {
@@ -311,12 +312,17 @@ resolve_servers(struct bus *bus, char *err, size_t errlen)
 	struct bus_transport *t;
 	int rc;
 
-	if (bus->nserved == 0) {
+	if (bus->nserved == 0 && bus->nsubs == 0) {
 		return 0;
 	}
 	for (; *ops; ops++) {
 		const char *key = (*ops)->listen_key;
 
+		/* A process that only consumes events listens only on
+		 * transports that can bring it events. */
+		if (bus->nserved == 0 && !((*ops)->caps & BUS_CAP_EVENTS)) {
+			continue;
+		}
 		if (!((*ops)->caps & BUS_CAP_SERVE) || key == NULL ||
 		    !ms_config_is_set(bus->cfg, key) ||
 		    *ms_config_str(bus->cfg, key) == '\0') {

@@ -61,9 +61,10 @@ struct bus_transport_ops {
 	size_t priv_size;   /* bytes the bus allocates after the header */
 	/*
 	 * With BUS_CAP_SERVE: the config key of the listener ("grpc.listen").
-	 * When it is set and this process serves at least one service, the
+	 * When it is set and this process serves at least one service (or,
+	 * for a transport with BUS_CAP_EVENTS, subscribes to an event), the
 	 * bus creates a serving instance (init with url NULL) that listens
-	 * there and answers with bus_dispatch. NULL for none.
+	 * there and answers with bus_dispatch / bus_deliver. NULL for none.
 	 */
 	const char *listen_key;
 
