@@ -20,7 +20,6 @@ import signal
 import socket
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.dont_write_bytecode = True  # keep the source tree clean
@@ -28,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from support import (Server, TestFailure, check, check_eq,  # noqa: E402
                      exe_and_proto_from_argv, expect_rpc_error, grpc_stubs,
-                     run, say, step, timed)
+                     run, say, step, timed, wait_until)
 
 try:
     import grpc  # noqa: E402
@@ -403,9 +402,12 @@ def deadlines(exe, pb):
     check_eq(c.amount, 0, "a 32 KiB request under 64K is served")
 
     step("14. SIGTERM with a call in flight: the call finishes, exit 0")
+    held = slow.log().count("holding the call")
     fut = stub.GetDiscount.future(pb.GetDiscountRequest(productName="Samsung 10"),
                                   timeout=10)
-    time.sleep(0.3)  # the call is in the handler's 1 s delay now
+    # Wait until the call is in the handler's 1 s delay (Discount logs it).
+    wait_until(lambda: slow.log().count("holding the call") > held, 5,
+               "the call to reach the handler")
     slow.proc.send_signal(signal.SIGTERM)
     try:
         c = fut.result()

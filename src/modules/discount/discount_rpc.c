@@ -110,6 +110,9 @@ hold(const struct discount *d)
 
 	if (d->delay_ms <= 0)
 		return;
+	/* Logged so that a test can wait for a call to be in the handler. */
+	MS_INFO("discount", "holding the call %d ms (debug.discount_delay_ms)",
+	        d->delay_ms);
 	ts.tv_sec = d->delay_ms / 1000;
 	ts.tv_nsec = (long)(d->delay_ms % 1000) * 1000000L;
 	while (nanosleep(&ts, &ts) != 0)
