@@ -10,6 +10,11 @@
  * created for remote.<module>. Events go to the transport of events.broker,
  * or to the local transport's in-process queue when it is unset.
  *
+ * Tracing: bus_call sends a child of the caller's current trace context
+ * with the call; bus_dispatch runs a handler, and bus_deliver a subscriber,
+ * with the call's / event's context current on that thread (core/trace.h),
+ * and put the thread's own back after.
+ *
  * Threads: the tables are written only before bus_start (main thread) and
  * read without locks afterwards. bus_call / bus_publish / bus_dispatch /
  * bus_deliver run on any thread. The in-flight counter and the stopping flag
@@ -30,6 +35,7 @@
 #include "core/health.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/trace.h"
 #include "core/util.h"
 #include "transport/transport.h"
 
@@ -43,6 +49,8 @@ struct served {
 	const ProtobufCServiceDescriptor *svc;
 	const bus_handler_fn *handlers;
 	void *ctx;
+	uint64_t restricted; /* bit i: svc->methods[i] needs the access key
+	                        from outside (bus_restrict) */
 };
 
 struct sub {
@@ -123,6 +131,12 @@ tp_find_url(struct bus *bus, const char *url)
 		}
 	}
 	return NULL;
+}
+
+struct bus_transport *
+bus_transport_for(struct bus *bus, const char *url)
+{
+	return tp_find_url(bus, url);
 }
 
 static int
@@ -377,6 +391,22 @@ bus_start(struct bus *bus, char *err, size_t errlen)
 }
 
 void
+bus_quiesce(struct bus *bus)
+{
+	if (bus == NULL || !atomic_load(&bus->started) ||
+	    atomic_load(&bus->stopping)) {
+		return;
+	}
+	for (size_t i = 0; i < bus->ntps; i++) {
+		struct bus_transport *t = bus->tps[i];
+
+		if (t->ops->quiesce != NULL) {
+			t->ops->quiesce(t);
+		}
+	}
+}
+
+void
 bus_stop(struct bus *bus)
 {
 	if (bus == NULL || !atomic_load(&bus->started) ||
@@ -482,6 +512,48 @@ bus_serve(struct bus *bus, const ProtobufCServiceDescriptor *svc,
 	return 0;
 }
 
+int
+bus_restrict(struct bus *bus, const ProtobufCServiceDescriptor *svc,
+             const char *method)
+{
+	struct served *sv = (struct served *)find_served(bus, svc->name);
+	const ProtobufCMethodDescriptor *md;
+	unsigned idx;
+
+	assert(!bus->started);
+	if (sv == NULL) {
+		return MS_ENOTFOUND;
+	}
+	md = protobuf_c_service_descriptor_get_method_by_name(svc, method);
+	if (md == NULL) {
+		return MS_ENOTFOUND;
+	}
+	idx = (unsigned)(md - svc->methods);
+	if (idx >= 64) {
+		return MS_EINVAL; /* more methods than the mask holds */
+	}
+	sv->restricted |= (uint64_t)1 << idx;
+	return 0;
+}
+
+bool
+bus_restricted(struct bus *bus, const char *service, const char *method)
+{
+	const struct served *sv = find_served(bus, service);
+	const ProtobufCMethodDescriptor *md;
+	unsigned idx;
+
+	if (sv == NULL || sv->restricted == 0) {
+		return false;
+	}
+	md = protobuf_c_service_descriptor_get_method_by_name(sv->svc, method);
+	if (md == NULL) {
+		return false;
+	}
+	idx = (unsigned)(md - sv->svc->methods);
+	return idx < 64 && (sv->restricted >> idx & 1u);
+}
+
 size_t
 bus_served_services(struct bus *bus, const char **names, size_t max)
 {
@@ -502,6 +574,7 @@ bus_dispatch(struct bus *bus, const char *service, const char *method,
 	ProtobufCMessage *in;
 	ProtobufCMessage *out;
 	struct bus_rpc rpc = {NULL, traceparent, detail, detail_len};
+	char saved_trace[MS_TRACEPARENT_SIZE];
 	unsigned idx;
 	int rc;
 
@@ -543,7 +616,15 @@ bus_dispatch(struct bus *bus, const char *service, const char *method,
 		return MS_ENOMEM;
 	}
 	md->output->message_init(out);
+	/* The handler's log lines carry the caller's trace (a local call
+	 * runs on its caller's thread: its context is put back after). */
+	ms_trace_save(saved_trace);
+	if (traceparent != NULL && ms_trace_set(traceparent) != 0) {
+		/* Not valid: the thread's own stays. */
+		ms_trace_restore(saved_trace);
+	}
 	rc = sv->handlers[idx](sv->ctx, &rpc, in, out);
+	ms_trace_restore(saved_trace);
 	if (rc == 0) {
 		size_t n = protobuf_c_message_get_packed_size(out);
 
@@ -616,6 +697,7 @@ bus_call(struct bus *bus, const ProtobufCServiceDescriptor *svc,
 	struct waiter w;
 	uint8_t stackbuf[512];
 	uint8_t *buf = stackbuf;
+	char traceparent[MS_TRACEPARENT_SIZE];
 	size_t n;
 	int64_t t0 = ms_now_us();
 	char labels[160];
@@ -649,6 +731,11 @@ bus_call(struct bus *bus, const ProtobufCServiceDescriptor *svc,
 	c.req_len = n;
 	c.deadline_ms =
 	    ms_now_ms() + (timeout_ms > 0 ? timeout_ms : bus->call_timeout_ms);
+	/* The caller's trace goes with the call, as a child span (gRPC
+	 * metadata, ...), so the callee logs under the same trace id. */
+	if (ms_trace_get() != NULL) {
+		c.traceparent = ms_trace_new_child(NULL, traceparent);
+	}
 	c.done = call_done;
 	c.arg = &w;
 	pthread_mutex_init(&w.mtx, NULL);
@@ -658,9 +745,13 @@ bus_call(struct bus *bus, const ProtobufCServiceDescriptor *svc,
 	if (rc != 0) {
 		c.rc = rc;
 		snprintf(c.detail, sizeof(c.detail), "%s", ms_strerror(rc));
-	} else if (!atomic_load(&w.done)) {
+	} else {
 		/* Transports complete every call by its deadline, so this wait
-		 * is bounded; the call lives on this stack until then. */
+		 * is bounded; the call lives on this stack until then. Always
+		 * through the mutex, even when done is already set: a
+		 * completion on another thread may still be inside call_done
+		 * (signal, unlock), and the mutex and condition must outlive
+		 * that before they are destroyed below. */
 		pthread_mutex_lock(&w.mtx);
 		while (!atomic_load(&w.done)) {
 			pthread_cond_wait(&w.cv, &w.mtx);
@@ -727,22 +818,14 @@ int
 bus_publish(struct bus *bus, struct bus_event *ev)
 {
 	struct bus_transport *t = bus->events;
-	int rc;
 
 	assert(ev->done != NULL && ev->type != NULL);
 	if (t == NULL || atomic_load(&bus->stopping)) {
 		return MS_ECLOSED;
 	}
-	rc = t->ops->publish(t, ev);
-	if (rc != 0) {
-		char labels[128];
-
-		snprintf(labels, sizeof(labels), "type=\"%s\",transport=\"%s\"",
-		         ev->type, t->ops->scheme);
-		ms_metrics_count("monoshop_events_publish_failed_total", labels,
-		                 1);
-	}
-	return rc;
+	/* Refusals and failed confirms are counted by the publisher (the
+	 * relay: monoshop_events_failed_total), which sees both. */
+	return t->ops->publish(t, ev);
 }
 
 int
@@ -750,6 +833,7 @@ bus_deliver(struct bus *bus, const struct bus_event *ev)
 {
 	const struct sub *s = find_sub(bus, ev->type);
 	ProtobufCMessage *msg;
+	char saved_trace[MS_TRACEPARENT_SIZE];
 	char labels[160];
 	int rc;
 
@@ -764,7 +848,12 @@ bus_deliver(struct bus *bus, const struct bus_event *ev)
 		rc = MS_EINVAL;
 		goto out;
 	}
+	/* The subscriber works under the event's trace (the one the request
+	 * that recorded it started), or a new one when it came without. */
+	ms_trace_save(saved_trace);
+	ms_trace_begin(ev->traceparent);
 	rc = s->fn(s->ctx, ev, msg);
+	ms_trace_restore(saved_trace);
 	protobuf_c_message_free_unpacked(msg, NULL);
 out:
 	snprintf(labels, sizeof(labels), "type=\"%s\",result=\"%s\"", ev->type,

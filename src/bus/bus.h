@@ -87,6 +87,20 @@ const char *bus_rpc_traceparent(const struct bus_rpc *rpc);
 int bus_serve(struct bus *bus, const ProtobufCServiceDescriptor *svc,
               const bus_handler_fn *handlers, void *ctx);
 
+/*
+ * bus_restrict marks |method| of |svc| (served with bus_serve before) as an
+ * admin method. The bus does not check anything itself: a listener that
+ * has an access key configured (the gRPC server with grpc.api_key) asks a
+ * caller from outside for it before it dispatches such a method, and
+ * answers MS_EUNAUTH without it. Calls from this process are never asked.
+ * So a module says which of its methods are sensitive without knowing
+ * which transports exist or how they authenticate. Main thread, before
+ * bus_start. Returns 0, MS_ENOTFOUND (service not served here, or no such
+ * method) or MS_EINVAL (method index beyond 63).
+ */
+int bus_restrict(struct bus *bus, const ProtobufCServiceDescriptor *svc,
+                 const char *method);
+
 /* ------------------------------------------------------------------------ */
 /* Calling                                                                  */
 

@@ -39,11 +39,30 @@ int bus_expect_subscriber(struct bus *bus, const char *type);
  */
 int bus_start(struct bus *bus, char *err, size_t errlen);
 
+/*
+ * bus_quiesce is the first step of a graceful shutdown: every transport
+ * stops accepting work from outside (listeners close and tell their peers,
+ * consumers cancel), while work in flight goes on and this process's own
+ * calls and publishes still work. Does not block. Main thread; before
+ * bus_stop; idempotent; a no-op before bus_start.
+ */
+void bus_quiesce(struct bus *bus);
+
 /* bus_stop refuses new work, drains in-flight calls and deliveries, joins
  * every thread. Idempotent. */
 void bus_stop(struct bus *bus);
 
 /* bus_destroy frees the bus; NULL is a no-op. */
 void bus_destroy(struct bus *bus);
+
+struct bus_transport;
+
+/*
+ * bus_transport_for returns the transport instance bus_start created for
+ * |url| (a remote.* or events.broker value, as configured), or NULL. A test
+ * hook, for tests that steer an instance (tests/support/tp_faulty.h); the
+ * instance lives until bus_destroy. Any thread, after bus_start.
+ */
+struct bus_transport *bus_transport_for(struct bus *bus, const char *url);
 
 #endif

@@ -51,6 +51,7 @@ enum ktype {
 	KT_URL_REMOTE, /* grpc://, nng+tcp://, nng+ipc://; empty = unset */
 	KT_URL_BROKER, /* amqp://, nng+tcp://, nng+ipc://; empty = unset */
 	KT_URL_NNG,    /* tcp://, ipc://; empty = unset */
+	KT_SECRET,     /* an access key: never echoed in messages */
 };
 
 struct keydef {
@@ -71,7 +72,13 @@ struct keydef {
 #define K_BOOL(n, d, h) {n, KT_BOOL, d, 0, 0, NULL, h}
 #define K_ENUM(n, d, w, h) {n, KT_ENUM, d, 0, 0, w, h}
 #define K_TYPE(n, t, d, h) {n, t, d, 0, 0, NULL, h}
+#define K_SECRET(n, h) {n, KT_SECRET, NULL, 0, 0, NULL, h}
 /* clang-format on */
+
+/* Access keys: long enough not to be guessed, printable ASCII so that they
+ * fit an HTTP header and gRPC metadata unchanged. */
+#define SECRET_MIN 16
+#define SECRET_MAX 256
 
 static const struct keydef keys[] = {
     K_TYPE("node.modules", KT_MODULES, "basket discount ordering",
@@ -79,7 +86,8 @@ static const struct keydef keys[] = {
            "space or comma separated"),
     K_STR("node.data_dir", "data", "directory of this process's SQLite files"),
     K_INT("node.shutdown_timeout_ms", "10000", 0, 600000,
-          "how long a graceful shutdown may wait for work in flight"),
+          "SIGTERM: how long the graceful shutdown may take, from the "
+          "signal (work still running 2 s later is abandoned; exit 0)"),
     K_ENUM("log.level", "info", "debug|info|warn|error",
            "lowest level written to stderr"),
     K_TYPE("http.listen", KT_HOSTPORT, "127.0.0.1:8080",
@@ -91,6 +99,16 @@ static const struct keydef keys[] = {
           "concurrent REST connections"),
     K_INT("http.connection_timeout_s", "30", 1, 3600,
           "idle REST connection timeout"),
+    K_SIZE("http.max_header_size", "32K", 4096, 1 << 20,
+           "largest request line plus headers a REST connection may send "
+           "(libmicrohttpd's per-connection memory; larger: 431)"),
+    K_INT("http.max_json_depth", "32", 1, 1024,
+          "deepest nesting of objects and arrays in a REST request body "
+          "(deeper: 400)"),
+    K_SECRET("http.api_key",
+             "when set, REST writes (POST, PUT, DELETE) need the header "
+             "X-Api-Key with this value (401 otherwise); reads, /health and "
+             "/metrics stay open; 16 to 256 printable ASCII characters"),
     K_TYPE("grpc.listen", KT_HOSTPORT, "127.0.0.1:8081",
            "gRPC (HTTP/2, h2c) listener for the hosted modules"),
     K_SIZE("grpc.max_message", "4M", 1024, 64 << 20,
@@ -100,6 +118,25 @@ static const struct keydef keys[] = {
           "concurrent gRPC calls per connection"),
     K_INT("grpc.max_connections", "1024", 1, 100000,
           "concurrent gRPC connections"),
+    K_INT("grpc.idle_timeout_s", "300", 0, 86400,
+          "server: close (GOAWAY) a connection that has no call and sent "
+          "no frame for this long (0 = never)"),
+    K_INT("grpc.request_timeout_s", "30", 1, 3600,
+          "server: longest time a connection may take to send its preface "
+          "and a call its request (headers and message); slower: "
+          "closed / CANCELLED"),
+    K_SECRET("grpc.api_key",
+             "when set, the admin RPCs a module marks as such (Discount's "
+             "Create, Update, DeleteDiscount) need the metadata x-api-key "
+             "with this value (UNAUTHENTICATED otherwise); 16 to 256 "
+             "printable ASCII characters"),
+    K_STR("grpc.tls_cert", NULL,
+          "server: PEM certificate chain; with grpc.tls_key, the gRPC "
+          "listener speaks TLS (ALPN h2) instead of h2c"),
+    K_STR("grpc.tls_key", NULL, "server: PEM private key of grpc.tls_cert"),
+    K_STR("grpc.tls_ca", NULL,
+          "client: PEM file of the CAs trusted for grpcs:// remotes "
+          "(unset: the system's trust store)"),
     K_INT("grpc.keepalive_permit_ms", "300000", 0, 86400000,
           "shortest client ping interval tolerated (more often: GOAWAY "
           "too_many_pings)"),
@@ -121,7 +158,8 @@ static const struct keydef keys[] = {
           "client: how long an open circuit fails fast before a probe"),
     K_TYPE("remote.discount", KT_URL_REMOTE, NULL,
            "where Discount lives when not hosted here "
-           "(grpc://HOST:PORT, nng+tcp://HOST:PORT, nng+ipc:///path)"),
+           "(grpc://HOST:PORT, grpcs://HOST:PORT for TLS, "
+           "nng+tcp://HOST:PORT, nng+ipc:///path)"),
     K_TYPE("remote.basket", KT_URL_REMOTE, NULL,
            "where Basket lives when not hosted here"),
     K_TYPE("remote.ordering", KT_URL_REMOTE, NULL,
@@ -157,6 +195,14 @@ static const struct keydef keys[] = {
     K_TYPE("nng.listen", KT_URL_NNG, NULL,
            "nng listener for RPC and incoming events (tcp://HOST:PORT, "
            "ipc:///path)"),
+    K_SIZE("nng.max_message", "4M", 1024, 64 << 20,
+           "largest call, reply or event payload sent or received over "
+           "nng"),
+    K_INT("nng.threads", "4", 1, 256,
+          "nng listener: worker threads running handlers and consumers"),
+    K_INT("nng.connect_timeout_ms", "1000", 1, 600000,
+          "nng client: how long a call or event waits for a connection "
+          "before it fails as unavailable"),
     K_INT("bus.call_timeout_ms", "5000", 1, 600000,
           "default deadline of a bus call"),
     K_ENUM("store.synchronous", "normal", "normal|full",
@@ -546,6 +592,7 @@ struct scheme {
 
 static const struct scheme remote_schemes[] = {
     {"grpc://", REST_HOSTPORT},
+    {"grpcs://", REST_HOSTPORT},
     {"nng+tcp://", REST_HOSTPORT},
     {"nng+ipc://", REST_PATH},
 };
@@ -585,6 +632,20 @@ check_url(const struct keydef *k, const char *s, struct parsed *p, char *why,
 		p->unset = true; /* empty = unset: lets --set undo a file */
 		return true;
 	}
+	/*
+	 * Test hook: "faulty+URL" is the fault-injecting wrapper of the tests
+	 * (tests/support/tp_faulty.c) around URL, checked as usual; after it,
+	 * "local://" names the in-process transport. monoshop itself has no
+	 * such transport: bus_start refuses the scheme as any it lacks.
+	 */
+	if (!listen && strncmp(s, "faulty+", 7) == 0 && s[7] != '\0') {
+		if (strcmp(s + 7, "local://") != 0 &&
+		    !check_url(k, s + 7, p, why, wl)) {
+			return false;
+		}
+		ms_strlcpy(p->text, s, sizeof(p->text));
+		return true;
+	}
 	for (size_t i = 0; i < n && !has_ctl_or_space(s); i++) {
 		size_t plen = strlen(tab[i].prefix);
 		const char *rest = s + plen;
@@ -613,8 +674,9 @@ check_url(const struct keydef *k, const char *s, struct parsed *p, char *why,
 	switch (k->type) {
 	case KT_URL_REMOTE:
 		(void)snprintf(why, wl,
-		               "expected grpc://HOST:PORT, nng+tcp://HOST:PORT "
-		               "or nng+ipc:///path (or empty for unset)");
+		               "expected grpc://HOST:PORT, grpcs://HOST:PORT, "
+		               "nng+tcp://HOST:PORT or nng+ipc:///path (or "
+		               "empty for unset)");
 		break;
 	case KT_URL_BROKER:
 		(void)snprintf(why, wl,
@@ -629,6 +691,31 @@ check_url(const struct keydef *k, const char *s, struct parsed *p, char *why,
 		break;
 	}
 	return false;
+}
+
+/* check_secret takes an access key: SECRET_MIN..SECRET_MAX printable
+ * ASCII characters, no space (an HTTP header and gRPC metadata carry it
+ * unchanged). The reason given never quotes the value. */
+static bool
+check_secret(const char *s, struct parsed *p, char *why, size_t wl)
+{
+	size_t n = strlen(s);
+
+	for (const char *c = s; *c != '\0'; c++) {
+		if (*c <= 0x20 || *c >= 0x7f) {
+			n = 0;
+			break;
+		}
+	}
+	if (n < SECRET_MIN || n > SECRET_MAX) {
+		(void)snprintf(why, wl,
+		               "expected %d to %d printable ASCII characters "
+		               "without spaces",
+		               SECRET_MIN, SECRET_MAX);
+		return false;
+	}
+	ms_strlcpy(p->text, s, sizeof(p->text));
+	return true;
 }
 
 /* validate runs |k|'s validator over |s|. */
@@ -673,6 +760,8 @@ validate(const struct keydef *k, const char *s, struct parsed *p, char *why,
 	case KT_URL_BROKER:
 	case KT_URL_NNG:
 		return check_url(k, s, p, why, wl);
+	case KT_SECRET:
+		return check_secret(s, p, why, wl);
 	}
 	return false;
 }
@@ -713,6 +802,11 @@ apply(struct ms_config *cfg, int idx, const char *raw, enum rank rank,
 	int rc;
 
 	if (!validate(k, raw, &p, why, sizeof(why))) {
+		if (k->type == KT_SECRET) {
+			/* A key that is almost right is still a secret. */
+			return fail(err, errlen, "%s: %s: %s", where, k->name,
+			            why);
+		}
 		return fail(err, errlen, "%s: %s: %s, got '%.*s%s'", where,
 		            k->name, why, QUOTE_MAX, raw,
 		            strlen(raw) > QUOTE_MAX ? "..." : "");
@@ -1069,6 +1163,8 @@ type_name(const struct keydef *k)
 	case KT_URL_BROKER:
 	case KT_URL_NNG:
 		return "URL";
+	case KT_SECRET:
+		return "secret";
 	}
 	return "?";
 }

@@ -40,26 +40,22 @@
 /* Bytes a rewrite adds around a real token: TAG_ESC and the closing quote. */
 #define TAG_EXTRA (TAG_ESC_LEN + 1)
 
-#define STR_(x) #x
-#define STR(x)  STR_(x)
-
-static const char too_deep[] =
-    "nesting is deeper than " STR(MS_JSON_MAX_DEPTH) " levels";
-
 /* ---- the pre-pass ------------------------------------------------------ */
 
 struct scan {
 	const char *in;
 	size_t len;
-	unsigned flags; /* MS_JSON_* */
-	bool tag;       /* rewrite reals (off: only blank trailing commas) */
-	char *out;      /* NULL on the counting pass */
-	size_t olen;    /* bytes written (or that would be) */
-	size_t nreal;   /* real tokens rewritten */
-	size_t ncomma;  /* trailing commas blanked */
-	int line;       /* position of the byte being read, as jansson counts */
+	unsigned flags;     /* MS_JSON_* */
+	unsigned max_depth; /* 1..MS_JSON_DEPTH_LIMIT */
+	bool tag;      /* rewrite reals (off: only blank trailing commas) */
+	char *out;     /* NULL on the counting pass */
+	size_t olen;   /* bytes written (or that would be) */
+	size_t nreal;  /* real tokens rewritten */
+	size_t ncomma; /* trailing commas blanked */
+	int line;      /* position of the byte being read, as jansson counts */
 	int col;
-	const char *err; /* NULL, or why the text is rejected */
+	const char *err;   /* NULL, or why the text is rejected */
+	char too_deep[64]; /* the message for a nesting too deep */
 	int err_line;
 	int err_col;
 };
@@ -276,7 +272,8 @@ trailing_comma(const struct scan *s, size_t i)
 static void
 scan(struct scan *s)
 {
-	char stack[MS_JSON_MAX_DEPTH]; /* '{' or '[' per open container */
+	/* One bit per open container: set for '{', clear for '['. */
+	unsigned char stack[MS_JSON_DEPTH_LIMIT / 8] = {0};
 	size_t depth = 0;
 	bool want_key = false;
 	bool after_value = false; /* the last token ended a value */
@@ -307,11 +304,21 @@ scan(struct scan *s)
 		switch (c) {
 		case '{':
 		case '[':
-			if (depth == MS_JSON_MAX_DEPTH) {
-				fail(s, too_deep);
+			if (depth == s->max_depth) {
+				snprintf(s->too_deep, sizeof(s->too_deep),
+				         "nesting is deeper than %u levels",
+				         s->max_depth);
+				fail(s, s->too_deep);
 				return;
 			}
-			stack[depth++] = c;
+			if (c == '{') {
+				stack[depth / 8] |=
+				    (unsigned char)(1u << (depth % 8));
+			} else {
+				stack[depth / 8] &=
+				    (unsigned char)~(1u << (depth % 8));
+			}
+			depth++;
 			want_key = c == '{';
 			after_value = false;
 			break;
@@ -324,7 +331,9 @@ scan(struct scan *s)
 			after_value = true;
 			break;
 		case ',':
-			want_key = depth > 0 && stack[depth - 1] == '{';
+			want_key =
+			    depth > 0 &&
+			    (stack[(depth - 1) / 8] >> ((depth - 1) % 8) & 1u);
 			if ((s->flags & MS_JSON_TRAILING_COMMAS) &&
 			    after_value && depth > 0 && trailing_comma(s, i)) {
 				/* A space, not nothing: positions stay. */
@@ -378,7 +387,10 @@ set_error(json_error_t *err, int line, int col, const char *text)
 static int
 plain_error(const struct scan *pre, json_error_t *err)
 {
-	struct scan s = {.in = pre->in, .len = pre->len, .flags = pre->flags};
+	struct scan s = {.in = pre->in,
+	                 .len = pre->len,
+	                 .flags = pre->flags,
+	                 .max_depth = pre->max_depth};
 	json_error_t je;
 	json_t *v;
 	char *buf = NULL; /* owned here */
@@ -413,9 +425,18 @@ int
 ms_json_loads_exact(const char *buf, size_t len, unsigned flags, json_t **out,
                     json_error_t *err)
 {
+	return ms_json_loads_exact_depth(buf, len, flags, MS_JSON_MAX_DEPTH,
+	                                 out, err);
+}
+
+int
+ms_json_loads_exact_depth(const char *buf, size_t len, unsigned flags,
+                          unsigned max_depth, json_t **out, json_error_t *err)
+{
 	struct scan s = {.in = buf ? buf : "",
 	                 .len = buf ? len : 0,
 	                 .flags = flags,
+	                 .max_depth = max_depth,
 	                 .tag = true};
 	json_error_t je;
 	json_t *root;
@@ -424,6 +445,7 @@ ms_json_loads_exact(const char *buf, size_t len, unsigned flags, json_t **out,
 
 	assert(out != NULL);
 	assert((flags & ~(unsigned)MS_JSON_TRAILING_COMMAS) == 0);
+	assert(max_depth >= 1 && max_depth <= MS_JSON_DEPTH_LIMIT);
 	*out = NULL;
 	scan(&s);
 	if (s.err != NULL) {

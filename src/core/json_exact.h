@@ -24,8 +24,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Deepest nesting of objects and arrays ms_json_loads_exact accepts. */
-#define MS_JSON_MAX_DEPTH 32
+/* Deepest nesting of objects and arrays ms_json_loads_exact accepts
+ * (ms_json_loads_exact_depth takes another bound, up to
+ * MS_JSON_DEPTH_LIMIT: the pre-pass keeps one bit per open container, and
+ * jansson's own parser stops at 2048). */
+#define MS_JSON_MAX_DEPTH   32
+#define MS_JSON_DEPTH_LIMIT 1024
 
 /* Longest number text kept exact: a real token longer than this is left to
  * jansson (a double, which ms_json_exact_number refuses). With the NUL. */
@@ -55,6 +59,13 @@ enum {
  */
 int ms_json_loads_exact(const char *buf, size_t len, unsigned flags,
                         json_t **out, json_error_t *err);
+
+/* ms_json_loads_exact_depth is ms_json_loads_exact with nesting deeper
+ * than |max_depth| (1..MS_JSON_DEPTH_LIMIT; asserted) rejected instead
+ * of deeper than MS_JSON_MAX_DEPTH (http.max_json_depth). */
+int ms_json_loads_exact_depth(const char *buf, size_t len, unsigned flags,
+                              unsigned max_depth, json_t **out,
+                              json_error_t *err);
 
 /*
  * ms_json_real_text returns the number text of a real that

@@ -6,7 +6,9 @@
  * threads never interleave (a write of at most PIPE_BUF bytes to a pipe is
  * atomic, and MS_LOG_LINE_MAX stays below it). Messages are made single
  * line: a log line is a record, and a newline inside a message (often from
- * a client's input) would forge a second one.
+ * a client's input) would forge a second one. A line written while the
+ * thread has a trace context (trace.h) carries its trace id first,
+ * "trace=<32 hex> ", so one request can be found in every process's log.
  *
  * Threads: any thread may log; the level is an atomic read with relaxed
  * order (a level change need not be seen at once).
@@ -20,6 +22,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/trace.h"
 #include "core/util.h"
 
 /* The longest line written, newline included; longer messages are cut and
@@ -107,6 +110,7 @@ ms_log(enum ms_log_level level, const char *subsys, const char *fmt, ...)
 {
 	char line[MS_LOG_LINE_MAX];
 	char ts[MS_TIME_STRLEN];
+	const char *trace;
 	int saved_errno = errno;       /* callers may log, then read errno */
 	size_t cap = sizeof(line) - 1; /* room kept for the newline */
 	size_t head, len;
@@ -118,9 +122,11 @@ ms_log(enum ms_log_level level, const char *subsys, const char *fmt, ...)
 	        atomic_load_explicit(&log_level, memory_order_relaxed)) {
 		return;
 	}
-	n = snprintf(line, cap + 1,
-	             "%s %s %s: ", ms_time_rfc3339(ms_wall_ms(), ts),
-	             level_tags[level], subsys != NULL ? subsys : "-");
+	trace = ms_trace_id();
+	n = snprintf(line, cap + 1, "%s %s %s: %s%s%s",
+	             ms_time_rfc3339(ms_wall_ms(), ts), level_tags[level],
+	             subsys != NULL ? subsys : "-", trace ? "trace=" : "",
+	             trace ? trace : "", trace ? " " : "");
 	if (n < 0) {
 		goto out;
 	}

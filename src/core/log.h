@@ -2,6 +2,9 @@
 /*
  * Leveled logging to stderr, one line per call:
  *   2026-11-29T05:40:01.123Z INFO  http: listening on 127.0.0.1:8080
+ * and, while the thread has a current trace context (core/trace.h), with
+ * its trace id first:
+ *   ... INFO  basket: trace=4bf92f3577b34da6a3ce929d0e0e4736 basket swn ...
  * Thread safe (one write(2) per line). The level is set once at start-up
  * from the config (log.level) and may be read from any thread.
  */

@@ -2,15 +2,17 @@
 /*
  * Small shared helpers (util.h): monotonic and wall clocks, random v4
  * GUIDs from getrandom(2), GUID validation, RFC 3339 timestamps, a bounded
- * string copy and a strict UTF-8 validator for text that reaches JSON,
- * logs and the database.
+ * string copy, a strict UTF-8 validator for text that reaches JSON,
+ * logs and the database, and a constant-time comparison for access keys.
  *
  * Threads: every function is reentrant; the only shared state is the
- * fallback counter used when the kernel cannot give random bytes.
+ * fallback counter used when the kernel cannot give random bytes (and the
+ * random pool's fork generation); the random pool itself is per thread.
  */
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/random.h>
@@ -58,14 +60,14 @@ mix64(uint64_t x)
 }
 
 /*
- * fill_random fills |buf| with random bytes. getrandom(2) only fails on
+ * fill_random_raw fills |buf| with random bytes. getrandom(2) only fails on
  * kernels older than 3.17 or under a seccomp filter; then /dev/urandom, and
  * if even that is closed to us, a mix of the clocks, the pid and a process
  * counter: not secret, but still unique, which is what GUIDs are used for
  * here (event ids, order ids).
  */
 static void
-fill_random(unsigned char *buf, size_t len)
+fill_random_raw(unsigned char *buf, size_t len)
 {
 	static atomic_uint_fast64_t counter;
 	size_t got = 0;
@@ -107,6 +109,58 @@ fill_random(unsigned char *buf, size_t len)
 			buf[got++] = (unsigned char)(r >> (8 * i));
 		}
 	}
+}
+
+/*
+ * A per-thread pool of random bytes for the small requests (GUIDs, trace
+ * and span ids: several per HTTP request since tracing). Refilled 256
+ * bytes at a time, it makes one getrandom(2) per ~16 ids instead of one per
+ * id (bench/README.md: two syscalls per GET /basket were getrandom). The
+ * bytes are the kernel's either way. A fork (not something monoshop does)
+ * bumps |pool_gen|, so a child never reuses its parent's bytes.
+ */
+#define POOL_LEN 256
+
+static _Thread_local struct {
+	unsigned char b[POOL_LEN];
+	size_t left;
+	unsigned gen;
+} pool;
+static atomic_uint pool_gen = 1;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void
+pool_forked(void)
+{
+	atomic_fetch_add(&pool_gen, 1);
+}
+
+static void
+pool_init(void)
+{
+	(void)pthread_atfork(NULL, NULL, pool_forked);
+}
+
+static void
+fill_random(unsigned char *buf, size_t len)
+{
+	unsigned gen;
+
+	if (len > POOL_LEN / 4) {
+		fill_random_raw(buf, len);
+		return;
+	}
+	(void)pthread_once(&pool_once, pool_init);
+	gen = atomic_load(&pool_gen);
+	if (pool.left < len || pool.gen != gen) {
+		fill_random_raw(pool.b, POOL_LEN);
+		pool.left = POOL_LEN;
+		pool.gen = gen;
+	}
+	memcpy(buf, pool.b + (POOL_LEN - pool.left), len);
+	/* Used bytes are not kept around. */
+	memset(pool.b + (POOL_LEN - pool.left), 0, len);
+	pool.left -= len;
 }
 
 char *
@@ -293,4 +347,26 @@ ms_utf8_valid(const char *s, size_t len)
 		i += n + 1;
 	}
 	return true;
+}
+
+bool
+ms_ct_equal(const char *secret, size_t secret_len, const char *given,
+            size_t given_len)
+{
+	/* volatile: the compiler must not turn the loop into an early exit. */
+	volatile unsigned char diff = secret_len != given_len;
+	static const char none = '\0';
+
+	if (given == NULL || given_len == 0) {
+		given = &none;
+		given_len = 1;
+	}
+	for (size_t i = 0; i < secret_len; i++) {
+		/* Past the end of |given|: its first byte again, so every
+		 * round reads and compares one byte either way. */
+		size_t j = i < given_len ? i : 0;
+
+		diff |= (unsigned char)(secret[i] ^ given[j]);
+	}
+	return diff == 0;
 }

@@ -50,4 +50,14 @@ size_t ms_strlcpy(char *dst, const char *src, size_t n);
  * NUL and no C0 control characters other than tab, CR and LF. */
 bool ms_utf8_valid(const char *s, size_t len);
 
+/*
+ * ms_ct_equal tells whether |given| (|given_len| bytes; NULL is empty)
+ * equals |secret| (|secret_len| bytes), in a time that depends on
+ * |secret_len| only: every byte of the secret is compared whatever
+ * |given| holds, so the time does not tell how much of a guess was right.
+ * For access keys (http.api_key, grpc.api_key).
+ */
+bool ms_ct_equal(const char *secret, size_t secret_len, const char *given,
+                 size_t given_len);
+
 #endif

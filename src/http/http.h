@@ -43,8 +43,12 @@ struct http_req {
 	size_t nparams;
 	const char *body; /* NUL-terminated, or NULL */
 	size_t body_len;
-	const char *traceparent; /* request header, or NULL */
-	const char *trace_id;    /* for problem details */
+	/* The request's W3C trace context, also current on the handler's
+	 * thread (core/trace.h): the client's valid traceparent header, or a
+	 * new trace. Never NULL from the server. */
+	const char *traceparent;
+	const char *trace_id;    /* its trace id, for problem details */
+	unsigned max_json_depth; /* http.max_json_depth; 0: the default */
 };
 
 struct http_verr {

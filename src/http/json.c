@@ -38,9 +38,9 @@ json_error(struct http_resp *resp, int line, int col, const char *what)
 	              col, what);
 }
 
-int
-http_json_parse(const char *body, size_t len, json_t **out,
-                struct http_resp *resp)
+static int
+parse(const char *body, size_t len, unsigned max_depth, json_t **out,
+      struct http_resp *resp)
 {
 	json_error_t je;
 	json_t *root;
@@ -48,7 +48,10 @@ http_json_parse(const char *body, size_t len, json_t **out,
 
 	assert(out != NULL && resp != NULL);
 	*out = NULL;
-	rc = ms_json_loads_exact(body, len, 0, &root, &je);
+	if (max_depth == 0 || max_depth > MS_JSON_DEPTH_LIMIT) {
+		max_depth = HTTP_JSON_MAX_DEPTH;
+	}
+	rc = ms_json_loads_exact_depth(body, len, 0, max_depth, &root, &je);
 	if (rc == MS_EJSON) {
 		if (je.line < 0) {
 			http_verr_add(resp, "$", "Invalid JSON: %s", je.text);
@@ -68,6 +71,21 @@ http_json_parse(const char *body, size_t len, json_t **out,
 	}
 	*out = root;
 	return 0;
+}
+
+int
+http_json_parse(const char *body, size_t len, json_t **out,
+                struct http_resp *resp)
+{
+	return parse(body, len, HTTP_JSON_MAX_DEPTH, out, resp);
+}
+
+int
+http_json_parse_body(const struct http_req *req, json_t **out,
+                     struct http_resp *resp)
+{
+	return parse(req->body ? req->body : "", req->body ? req->body_len : 0,
+	             req->max_json_depth, out, resp);
 }
 
 /* ---- getters ------------------------------------------------------------ */

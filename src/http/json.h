@@ -24,6 +24,7 @@
 
 #include "core/json_exact.h"
 
+struct http_req;
 struct http_resp;
 
 #define HTTP_JSON_MAX_DEPTH MS_JSON_MAX_DEPTH
@@ -37,6 +38,12 @@ struct http_resp;
  */
 int http_json_parse(const char *body, size_t len, json_t **out,
                     struct http_resp *resp);
+
+/* http_json_parse_body is http_json_parse of req->body with the request's
+ * nesting bound (req->max_json_depth, http.max_json_depth, set by the
+ * server). What handlers use. */
+int http_json_parse_body(const struct http_req *req, json_t **out,
+                         struct http_resp *resp);
 
 /* http_json_get returns the member of |obj| whose name equals |name|
  * case-insensitively (exact match preferred), or NULL. */

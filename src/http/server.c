@@ -7,7 +7,11 @@
  * the body up to http.max_body, runs the route's handler and writes
  * application/json, or application/problem+json for every error. It also
  * serves GET /health and GET /metrics itself, and records per-route
- * request counts and latencies.
+ * request counts and latencies. With http.api_key set, every write (any
+ * method but GET and HEAD) must carry it in X-Api-Key, or is answered 401
+ * from the headers alone. Each request runs under its W3C trace context
+ * (core/trace.h): the client's traceparent when valid, else a new trace,
+ * whose id is also the problem details' traceId.
  *
  * Threads: MHD's internal thread pool (http.threads, epoll) calls every
  * callback here; one request is only ever touched by one thread at a time.
@@ -40,26 +44,29 @@
 #include "core/health.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/trace.h"
 #include "core/util.h"
 #include "http/http.h"
 #include "http/json.h"
 
 #define SUB "http"
 
-/* Bound on request headers (and the request line): MHD answers a request
- * whose headers do not fit in its per-connection pool itself. */
-#define HEADER_MEMORY (32 * 1024)
-#define TRACE_ID_LEN  32
+/* http.api_key: the config allows at most 256 characters. */
+#define API_KEY_MAX 256
 
 struct http_server {
 	struct MHD_Daemon *daemon;
 	struct http_router *router; /* borrowed */
 	size_t max_body;
+	unsigned max_json_depth;       /* http.max_json_depth */
+	char api_key[API_KEY_MAX + 1]; /* http.api_key, or "" (open) */
+	size_t api_key_len;
 	char addr[80]; /* "127.0.0.1:8080", for logs */
 	uint16_t port;
 	atomic_bool started; /* MHD's start-up messages are warnings, later
 	                        ones debug: clients cause them */
 	bool quiesced;
+	atomic_bool draining; /* quiesced: answers close their connection */
 	MHD_socket listen_fd; /* ours to close after a quiesce */
 	pthread_mutex_t mu;
 	pthread_cond_t idle;
@@ -80,8 +87,12 @@ struct request {
 	char *body; /* owned; NUL-terminated */
 	size_t body_len;
 	size_t body_cap;
-	char trace_id[TRACE_ID_LEN + 1];
-	char detail[128]; /* for early_rc */
+	/* The request's trace context: its valid traceparent header, or a
+	 * new trace; current on the thread while MHD runs our callbacks for
+	 * this request, so every log line they write carries its id. */
+	char traceparent[MS_TRACEPARENT_SIZE];
+	char trace_id[MS_TRACE_ID_SIZE]; /* for problem details */
+	char detail[128];                /* for early_rc */
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -103,62 +114,6 @@ mhd_log(void *cls, const char *fmt, va_list ap)
 	} else {
 		MS_WARN(SUB, "libmicrohttpd: %s", buf);
 	}
-}
-
-static bool
-is_hex_lower(const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (!((s[i] >= '0' && s[i] <= '9') ||
-		      (s[i] >= 'a' && s[i] <= 'f'))) {
-			return false;
-		}
-	}
-	return true;
-}
-
-static bool
-all_zero(const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] != '0') {
-			return false;
-		}
-	}
-	return true;
-}
-
-/*
- * trace_id_from takes the trace id of a valid W3C traceparent
- * ("00-<32 hex>-<16 hex>-<2 hex>"), or makes a random one.
- */
-static void
-trace_id_from(const char *tp, char out[TRACE_ID_LEN + 1])
-{
-	char uuid[MS_UUID_STRLEN];
-	size_t o = 0;
-
-	if (tp != NULL) {
-		size_t n = strlen(tp);
-
-		if (n >= 55 && tp[2] == '-' && tp[35] == '-' && tp[52] == '-' &&
-		    is_hex_lower(tp, 2) && strncmp(tp, "ff", 2) != 0 &&
-		    is_hex_lower(tp + 3, 32) && !all_zero(tp + 3, 32) &&
-		    is_hex_lower(tp + 36, 16) && !all_zero(tp + 36, 16) &&
-		    is_hex_lower(tp + 53, 2) &&
-		    (n == 55 || (strncmp(tp, "00", 2) != 0 && tp[55] == '-'))) {
-			memcpy(out, tp + 3, TRACE_ID_LEN);
-			out[TRACE_ID_LEN] = '\0';
-			return;
-		}
-	}
-	ms_uuid_v4(uuid);
-	for (size_t i = 0; uuid[i] != '\0' && o < TRACE_ID_LEN; i++) {
-		if (uuid[i] != '-') {
-			out[o++] = uuid[i];
-		}
-	}
-	out[o] = '\0';
 }
 
 /* label_escape writes |s| as a Prometheus label value body. */
@@ -236,7 +191,9 @@ answer(struct MHD_Connection *c, struct request *rq, const char *path,
 	if (location != NULL && location[0] != '\0') {
 		MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, location);
 	}
-	if (close) {
+	/* Once quiesced, a keep-alive connection carries no further request:
+	 * otherwise a busy client would keep the drain from ever ending. */
+	if (close || atomic_load(&rq->srv->draining)) {
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	}
 	ok = MHD_queue_response(c, (unsigned)status, r);
@@ -321,6 +278,21 @@ has_nul_escape(const char *uri)
 		}
 	}
 	return false;
+}
+
+/*
+ * key_ok tells whether a write may go ahead: no http.api_key configured,
+ * or |given| (the X-Api-Key header, NULL when absent) is the key, compared
+ * in constant time. Reads (GET, HEAD), /health and /metrics never ask.
+ */
+static bool
+key_ok(const struct http_server *srv, enum http_method m, const char *given)
+{
+	if (srv->api_key_len == 0 || m == HTTP_GET || m == HTTP_HEAD) {
+		return true;
+	}
+	return ms_ct_equal(srv->api_key, srv->api_key_len, given,
+	                   given ? strlen(given) : 0);
 }
 
 /* ---- built-in routes ----------------------------------------------------- */
@@ -499,9 +471,12 @@ begin(struct request *rq, struct MHD_Connection *c, const char *url,
 
 	rq->started = true;
 	rq->method = http_method_parse(method);
-	trace_id_from(
-	    MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent"),
-	    rq->trace_id);
+	/* The request's trace: the client's when valid, else a new one. */
+	ms_strlcpy(rq->traceparent,
+	           ms_trace_begin(MHD_lookup_connection_value(
+	               c, MHD_HEADER_KIND, "traceparent")),
+	           sizeof(rq->traceparent));
+	ms_strlcpy(rq->trace_id, ms_trace_id(), sizeof(rq->trace_id));
 	if (cl != NULL) {
 		char *end;
 
@@ -537,6 +512,17 @@ begin(struct request *rq, struct MHD_Connection *c, const char *url,
 			snprintf(rq->detail, sizeof(rq->detail),
 			         "No route matches the request path");
 		}
+		return;
+	}
+	/* Before the body is looked at: a client without the key learns
+	 * nothing from validation. The key itself is never logged. */
+	if (!key_ok(
+	        srv, rq->method,
+	        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Api-Key"))) {
+		rq->early_rc = MS_EUNAUTH;
+		snprintf(rq->detail, sizeof(rq->detail),
+		         "This request needs the header X-Api-Key with the "
+		         "API key (http.api_key)");
 		return;
 	}
 	if (*has_body && ct != NULL && !json_media(ct)) {
@@ -689,9 +675,9 @@ finish(struct request *rq, struct MHD_Connection *c, const char *url)
 	req.query = q ? q + 1 : NULL;
 	req.body = rq->body;
 	req.body_len = rq->body_len;
-	req.traceparent =
-	    MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent");
+	req.traceparent = rq->traceparent;
 	req.trace_id = rq->trace_id;
+	req.max_json_depth = rq->srv->max_json_depth;
 
 	rc = m->fn(m->ctx, &req, resp);
 	if (rc == 0 && (resp->status < 100 || resp->status > 599)) {
@@ -743,11 +729,10 @@ out:
 }
 
 static enum MHD_Result
-on_request(void *cls, struct MHD_Connection *c, const char *url,
-           const char *method, const char *version, const char *upload_data,
-           size_t *upload_size, void **con_cls)
+handle(struct http_server *srv, struct MHD_Connection *c, const char *url,
+       const char *method, const char *upload_data, size_t *upload_size,
+       void **con_cls)
 {
-	struct http_server *srv = cls;
 	struct request *rq = *con_cls;
 	int rc;
 
@@ -762,7 +747,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 	if (!rq->started) {
 		bool has_body = false;
 
-		begin(rq, c, url, method, &has_body);
+		begin(rq, c, url, method, &has_body); /* sets the trace */
 		if (rq->early_rc != 0 && has_body) {
 			/* Answer now: MHD will not read the body and closes
 			 * the connection after the answer. */
@@ -774,6 +759,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 		}
 		return MHD_YES;
 	}
+	(void)ms_trace_set(rq->traceparent);
 	if (*upload_size != 0) {
 		if (rq->answered || rq->early_rc != 0) {
 			*upload_size = 0; /* discard */
@@ -810,6 +796,21 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 		return MHD_YES;
 	}
 	return finish(rq, c, url);
+}
+
+/* MHD's access handler: one request's work, with its trace context current
+ * on this worker thread for exactly as long as it runs (a worker serves
+ * many connections in turn). */
+static enum MHD_Result
+on_request(void *cls, struct MHD_Connection *c, const char *url,
+           const char *method, const char *version, const char *upload_data,
+           size_t *upload_size, void **con_cls)
+{
+	enum MHD_Result ret =
+	    handle(cls, c, url, method, upload_data, upload_size, con_cls);
+
+	ms_trace_clear();
+	return ret;
 }
 
 /* ---- start / stop -------------------------------------------------------- */
@@ -927,6 +928,10 @@ http_server_start(struct http_server **out, struct http_router *router,
 	unsigned timeout_s = clamp_uint(
 	    ms_config_int(cfg, "http.connection_timeout_s"), 0, 86400);
 	int64_t max_body = ms_config_int(cfg, "http.max_body");
+	/* Bound on the request line and headers: MHD answers a request whose
+	 * headers do not fit in its per-connection pool itself (431). */
+	size_t max_header = clamp_uint(
+	    ms_config_int(cfg, "http.max_header_size"), 4096, 1 << 20);
 	unsigned flags =
 	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	struct MHD_OptionItem pool[2] = {{MHD_OPTION_END, 0, NULL},
@@ -961,6 +966,16 @@ http_server_start(struct http_server **out, struct http_router *router,
 	}
 	srv->router = router;
 	srv->max_body = (size_t)max_body;
+	srv->max_json_depth = (unsigned)clamp_uint(
+	    ms_config_int(cfg, "http.max_json_depth"), 1, 1024);
+	if (ms_config_is_set(cfg, "http.api_key")) {
+		srv->api_key_len =
+		    ms_strlcpy(srv->api_key, ms_config_str(cfg, "http.api_key"),
+		               sizeof(srv->api_key));
+		if (srv->api_key_len >= sizeof(srv->api_key)) {
+			srv->api_key_len = sizeof(srv->api_key) - 1;
+		}
+	}
 	srv->listen_fd = MHD_INVALID_SOCKET;
 	pthread_mutex_init(&srv->mu, NULL);
 	{
@@ -994,7 +1009,7 @@ http_server_start(struct http_server **out, struct http_router *router,
 	    mhd_log, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 	    MHD_OPTION_ARRAY, pool, MHD_OPTION_CONNECTION_LIMIT, max_conn,
 	    MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HEADER_MEMORY,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, max_header,
 	    MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
 	if (srv->daemon == NULL) {
@@ -1037,7 +1052,16 @@ http_server_quiesce(struct http_server *srv)
 		return;
 	}
 	srv->quiesced = true;
+	atomic_store(&srv->draining, true);
 	srv->listen_fd = MHD_quiesce_daemon(srv->daemon);
+	/* MHD no longer accepts, but the socket still listens: the kernel
+	 * would go on completing handshakes that nobody serves. shutdown
+	 * stops the listening (new connects are refused at once, and the
+	 * backlog is reset), while the descriptor stays valid until
+	 * MHD_stop_daemon, after which it may be closed. */
+	if (srv->listen_fd != MHD_INVALID_SOCKET) {
+		(void)shutdown(srv->listen_fd, SHUT_RDWR);
+	}
 	MS_INFO(SUB, "%s: no longer accepting connections", srv->addr);
 }
 

@@ -32,7 +32,8 @@ uint16_t http_server_port(const struct http_server *srv);
 
 /*
  * http_server_quiesce stops accepting new connections; requests in flight go
- * on. Non-blocking.
+ * on, and every answer from then on closes its connection (a keep-alive
+ * client moves on instead of feeding the drain). Non-blocking.
  */
 void http_server_quiesce(struct http_server *srv);
 

@@ -122,8 +122,17 @@ int store_outbox_fetch(struct store *st, int64_t after,
                        struct store_outbox_row *rows, size_t max, size_t *n);
 void store_outbox_row_fini(struct store_outbox_row *row);
 
-/* store_outbox_mark_sent marks row |seq| delivered (takes the lock). */
+/* store_outbox_mark_sent marks row |seq| delivered (takes the lock) and
+ * empties its payload (card data must not outlive the hand-over). */
 int store_outbox_mark_sent(struct store *st, int64_t seq);
+
+/*
+ * store_outbox_mark_sent_many marks the |n| rows |seqs| delivered in one
+ * transaction (takes the lock): one commit for a relay round instead of
+ * one per event. All or none. Returns 0 or MS_EDB/MS_EBUSY.
+ */
+int store_outbox_mark_sent_many(struct store *st, const int64_t *seqs,
+                                size_t n);
 
 /* store_outbox_mark_failed counts one failed publish of row |seq|. */
 int store_outbox_mark_failed(struct store *st, int64_t seq);

@@ -81,6 +81,18 @@ struct bus_transport_ops {
 	int (*start)(struct bus_transport *t);
 
 	/*
+	 * quiesce, the first step of a graceful shutdown: stop accepting new
+	 * work from outside (a listener stops accepting and tells its peers,
+	 * e.g. gRPC GOAWAY; a consumer asks the broker for no more deliveries,
+	 * e.g. basic.cancel) while work already accepted goes on, and calls
+	 * and publishes made from this process still work (the relay and
+	 * REST requests in flight need them until stop). Main thread; must
+	 * not block (hand it to the transport's thread); idempotent; stop
+	 * still follows. May be NULL: nothing comes in uninvited (local).
+	 */
+	void (*quiesce)(struct bus_transport *t);
+
+	/*
 	 * stop stops accepting work, completes every call and publish still
 	 * in flight (with MS_ECLOSED if it cannot finish them) and joins its
 	 * threads. Main thread; blocks. After stop no callback runs.
@@ -134,8 +146,20 @@ tp_priv(struct bus_transport *t)
  * ("grpc://h:p" → "grpc"), or NULL. */
 const struct bus_transport_ops *bus_transport_find(const char *url);
 
-/* bus_transport_list returns the NULL-terminated list of built transports. */
+/* bus_transport_list returns the NULL-terminated list of built transports
+ * (and of those registered with bus_transport_register). */
 const struct bus_transport_ops *const *bus_transport_list(void);
+
+/*
+ * bus_transport_register adds |ops| (which must outlive every bus) to the
+ * list, after the built transports. A test hook, for transports that live
+ * in tests (tests/support/tp_faulty.c): call it before creating any bus.
+ * A scheme ending in '+' ("faulty+") is a wrapper: it matches every URL
+ * whose scheme starts with it ("faulty+grpc://h:p"), and the wrapper
+ * finds the transport of the rest itself. Returns 0, MS_EEXIST (a
+ * transport with this scheme is listed) or MS_EFULL (no slot left).
+ */
+int bus_transport_register(const struct bus_transport_ops *ops);
 
 /* ---- services the bus offers to transports ---------------------------- */
 
@@ -173,5 +197,14 @@ int bus_deliver(struct bus *bus, const struct bus_event *ev);
  * reflection, UNIMPLEMENTED). Any thread, once bus_serve calls are over.
  */
 size_t bus_served_services(struct bus *bus, const char **names, size_t max);
+
+/*
+ * bus_restricted tells whether |method| of |service| was marked an admin
+ * method with bus_restrict: a listener with an access key configured must
+ * check the caller's key before bus_dispatch (constant time:
+ * ms_ct_equal), and answer MS_EUNAUTH without it. false for unknown
+ * services and methods. Any thread, once started.
+ */
+bool bus_restricted(struct bus *bus, const char *service, const char *method);
 
 #endif

@@ -3,7 +3,8 @@
  * Tests of the configuration (config.h / config.c): built-in defaults, INI
  * parsing, every kind of error naming its source and key, the environment
  * mapping, --set, precedence whatever the order of loading, the validator
- * of each value type, and the shipped config/dev.ini.
+ * of each value type, and the shipped config/dev.ini and
+ * config/split/{basket,discount,ordering}.ini.
  */
 #include <check.h>
 #include <stdarg.h>
@@ -34,8 +35,17 @@ static const struct {
     {"http.threads", "4"},
     {"http.max_connections", "1024"},
     {"http.connection_timeout_s", "30"},
+    {"http.max_header_size", "32768"},
+    {"http.max_json_depth", "32"},
+    {"http.api_key", NULL},
     {"grpc.listen", "127.0.0.1:8081"},
     {"grpc.max_message", "4194304"},
+    {"grpc.idle_timeout_s", "300"},
+    {"grpc.request_timeout_s", "30"},
+    {"grpc.api_key", NULL},
+    {"grpc.tls_cert", NULL},
+    {"grpc.tls_key", NULL},
+    {"grpc.tls_ca", NULL},
     {"remote.discount", NULL},
     {"remote.basket", NULL},
     {"remote.ordering", NULL},
@@ -547,6 +557,29 @@ static const struct vcase vcases[] = {
     {"remote.discount", "grpc://host:1 x", NULL},
     {"remote.basket", "tcp://host:1", NULL},
     {"remote.ordering", "grpc://o:6003", "grpc://o:6003"},
+    {"remote.discount", "grpcs://d.example:443", "grpcs://d.example:443"},
+    {"remote.discount", "grpcs://", NULL},
+    {"remote.discount", "grpcs://host", NULL},
+    /* limits (issue 8) */
+    {"http.max_header_size", "4K", "4096"},
+    {"http.max_header_size", "1M", "1048576"},
+    {"http.max_header_size", "4095", NULL},
+    {"http.max_header_size", "2M", NULL},
+    {"http.max_json_depth", "1", "1"},
+    {"http.max_json_depth", "1024", "1024"},
+    {"http.max_json_depth", "0", NULL},
+    {"http.max_json_depth", "1025", NULL},
+    {"grpc.idle_timeout_s", "0", "0"},
+    {"grpc.request_timeout_s", "0", NULL},
+    /* secret: 16..256 printable ASCII, no space */
+    {"http.api_key", "0123456789abcdef", "0123456789abcdef"},
+    {"grpc.api_key", "a-B_c.d~e!f@g#h$i%j^k&l*m(n)o+p=q",
+     "a-B_c.d~e!f@g#h$i%j^k&l*m(n)o+p=q"},
+    {"http.api_key", "0123456789abcde", NULL},
+    {"http.api_key", "0123456789 abcdef", NULL},
+    {"http.api_key", "0123456789abcdef\x7f", NULL},
+    {"grpc.api_key", "0123456789abcdé", NULL},
+    {"grpc.api_key", "", NULL},
     /* broker url */
     {"events.broker", "amqp://guest:guest@127.0.0.1:5672/",
      "amqp://guest:guest@127.0.0.1:5672/"},
@@ -647,6 +680,86 @@ START_TEST(shipped_dev_ini)
 }
 END_TEST
 
+/* config/split/{basket,discount,ordering}.ini (SPEC §1): each loads
+ * without error and says what the deployment needs. */
+static const struct {
+	const char *file;
+	const char *modules;
+	const char *http;
+	const char *grpc;
+	const char *remote_discount; /* NULL: unset */
+	const char *broker;          /* NULL: unset */
+	const char *data_dir;
+} split_files[] = {
+    {"basket.ini", "basket", "127.0.0.1:6001", "127.0.0.1:6011",
+     "grpc://127.0.0.1:6002", "amqp://guest:guest@127.0.0.1:5672/",
+     "data/basket"},
+    {"discount.ini", "discount", "127.0.0.1:6012", "127.0.0.1:6002", NULL, NULL,
+     "data/discount"},
+    {"ordering.ini", "ordering", "127.0.0.1:6003", "127.0.0.1:6013", NULL,
+     "amqp://guest:guest@127.0.0.1:5672/", "data/ordering"},
+};
+
+static void
+assert_key(struct ms_config *cfg, const char *key, const char *want)
+{
+	if (want == NULL) {
+		ck_assert_msg(!ms_config_is_set(cfg, key), "%s is set", key);
+	} else {
+		ck_assert_msg(ms_config_is_set(cfg, key), "%s is unset", key);
+		ck_assert_str_eq(ms_config_str(cfg, key), want);
+	}
+}
+
+START_TEST(shipped_split_ini)
+{
+	struct ms_config *cfg = new_config();
+	char path[512];
+	char err[512] = "";
+
+	snprintf(path, sizeof(path), "%s/config/split/%s", MS_SOURCE_ROOT,
+	         split_files[_i].file);
+	ck_assert_msg(ms_config_load_file(cfg, path, err, sizeof(err)) == 0,
+	              "%s: %s", path, err);
+	assert_key(cfg, "node.modules", split_files[_i].modules);
+	assert_key(cfg, "http.listen", split_files[_i].http);
+	assert_key(cfg, "grpc.listen", split_files[_i].grpc);
+	assert_key(cfg, "remote.discount", split_files[_i].remote_discount);
+	assert_key(cfg, "events.broker", split_files[_i].broker);
+	assert_key(cfg, "node.data_dir", split_files[_i].data_dir);
+	ms_config_destroy(cfg);
+}
+END_TEST
+
+/* A rejected access key is named, never quoted: config errors are printed
+ * and logged. */
+START_TEST(secret_not_echoed)
+{
+	struct ms_config *cfg = new_config();
+	char err[256] = "";
+	char path[512];
+	FILE *f;
+
+	ck_assert_int_eq(ms_config_set(cfg, "http.api_key=hunter2 hunter2",
+	                               "--set", err, sizeof(err)),
+	                 MS_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "http.api_key"));
+	ck_assert_ptr_null(strstr(err, "hunter2"));
+	snprintf(path, sizeof(path), "%s/dev.ini", tmpdir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("[grpc]\napi_key = short\n", f);
+	fclose(f);
+	ck_assert_int_eq(ms_config_load_file(cfg, path, err, sizeof(err)),
+	                 MS_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "grpc.api_key"));
+	ck_assert_ptr_nonnull(strstr(err, ":2:"));
+	ck_assert_ptr_null(strstr(err, "short"));
+	/* --help shows the type, never a value (none is built in). */
+	ms_config_destroy(cfg);
+}
+END_TEST
+
 START_TEST(help_lists_every_key)
 {
 	char *text = NULL;
@@ -692,6 +805,9 @@ config_suite(void)
 	tcase_add_test(tc, too_long_value);
 	tcase_add_test(tc, error_buffer_optional);
 	tcase_add_test(tc, shipped_dev_ini);
+	tcase_add_loop_test(tc, shipped_split_ini, 0,
+	                    sizeof(split_files) / sizeof(split_files[0]));
+	tcase_add_test(tc, secret_not_echoed);
 	tcase_add_test(tc, help_lists_every_key);
 	suite_add_tcase(s, tc);
 	return s;

@@ -176,6 +176,51 @@ START_TEST(depth)
 }
 END_TEST
 
+/* ms_json_loads_exact_depth: any bound up to MS_JSON_DEPTH_LIMIT (the
+ * pre-pass keeps one bit per level), objects and arrays mixed, so that
+ * keys are still told from values at every level. */
+START_TEST(depth_configured)
+{
+	size_t cap = 6 * MS_JSON_DEPTH_LIMIT + 16;
+	char *text = malloc(cap);
+	json_error_t je;
+	json_t *v;
+	size_t o = 0;
+
+	ck_assert_ptr_nonnull(text);
+	for (int i = 0; i < MS_JSON_DEPTH_LIMIT; i++) {
+		o += (size_t)snprintf(text + o, cap - o,
+		                      i % 2 ? "[" : "{\"k\":");
+	}
+	o += (size_t)snprintf(text + o, cap - o, "1.25");
+	for (int i = MS_JSON_DEPTH_LIMIT - 1; i >= 0; i--) {
+		text[o++] = i % 2 ? ']' : '}';
+	}
+	text[o] = '\0';
+	ck_assert_int_eq(
+	    ms_json_loads_exact_depth(text, o, 0, MS_JSON_DEPTH_LIMIT, &v, &je),
+	    0);
+	json_decref(v);
+	ck_assert_int_eq(ms_json_loads_exact_depth(
+	                     text, o, 0, MS_JSON_DEPTH_LIMIT - 1, &v, &je),
+	                 MS_EJSON);
+	ck_assert_ptr_nonnull(strstr(je.text, "deeper than 1023 levels"));
+	ck_assert_int_eq(ms_json_loads_exact(text, o, 0, &v, &je), MS_EJSON);
+	ck_assert_ptr_nonnull(strstr(je.text, "deeper than 32 levels"));
+	ck_assert_int_eq(ms_json_loads_exact_depth("[[1]]", 5, 0, 1, &v, &je),
+	                 MS_EJSON);
+	ck_assert_int_eq(ms_json_loads_exact_depth("[[1]]", 5, 0, 2, &v, &je),
+	                 0);
+	json_decref(v);
+	/* A key at the deepest allowed level is still a key. */
+	ck_assert_int_eq(
+	    ms_json_loads_exact_depth("{\"a\":{\"b\":2.5}}", 15, 0, 2, &v, &je),
+	    0);
+	json_decref(v);
+	free(text);
+}
+END_TEST
+
 START_TEST(bad_input)
 {
 	json_t *v = (json_t *)1;
@@ -242,6 +287,7 @@ json_exact_suite(void)
 	tcase_add_test(tc, trailing_commas_only_after_values);
 	tcase_add_test(tc, positions_are_the_senders);
 	tcase_add_test(tc, depth);
+	tcase_add_test(tc, depth_configured);
 	tcase_add_test(tc, bad_input);
 	tcase_add_test(tc, output);
 	suite_add_tcase(s, tc);

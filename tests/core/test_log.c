@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Tests of the logger (log.h / log.c): the line format, level filtering,
- * newline stripping, truncation of long messages at a character boundary,
+ * newline stripping, the trace id prefix of a thread with a trace
+ * context, truncation of long messages at a character boundary,
  * and whole lines under concurrent logging. stderr is redirected to a
  * temporary file for the duration of each capture.
  */
@@ -17,6 +18,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/trace.h"
 #include "core/util.h"
 
 struct capture {
@@ -90,6 +92,43 @@ START_TEST(line_format)
 	               "^" TS " INFO  http: listening on 127.0.0.1:8080\n" TS
 	               " ERROR store: boom\n" TS " DEBUG bus: d\n" TS
 	               " WARN  -: w\n$");
+	free(out);
+}
+END_TEST
+
+/* A line written while the thread has a trace context carries its trace
+ * id, and only the thread that set it; clearing it ends the prefix. */
+static void *
+log_untraced(void *arg)
+{
+	(void)arg;
+	MS_INFO("other", "no trace here");
+	return NULL;
+}
+
+START_TEST(trace_prefix)
+{
+	static const char tp[] =
+	    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+	struct capture c;
+	pthread_t th;
+	size_t len;
+	char *out;
+
+	ms_log_set_level(MS_LOG_INFO);
+	capture_begin(&c);
+	ck_assert_int_eq(ms_trace_set(tp), 0);
+	MS_INFO("basket", "basket %s checked out", "swn");
+	ck_assert_int_eq(pthread_create(&th, NULL, log_untraced, NULL), 0);
+	pthread_join(th, NULL);
+	ms_trace_clear();
+	MS_INFO("basket", "after");
+	out = capture_end(&c, &len);
+	assert_matches(out,
+	               "^" TS " INFO  basket: trace="
+	               "4bf92f3577b34da6a3ce929d0e0e4736 basket swn "
+	               "checked out\n" TS " INFO  other: no trace here\n" TS
+	               " INFO  basket: after\n$");
 	free(out);
 }
 END_TEST
@@ -262,6 +301,7 @@ log_suite(void)
 	TCase *tc = tcase_create("log");
 
 	tcase_add_test(tc, line_format);
+	tcase_add_test(tc, trace_prefix);
 	tcase_add_test(tc, level_filter);
 	tcase_add_test(tc, newlines_stripped);
 	tcase_add_test(tc, long_message_truncated);

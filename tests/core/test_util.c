@@ -184,6 +184,34 @@ START_TEST(utf8_validation)
 }
 END_TEST
 
+/* ms_ct_equal: right answers for every shape of guess; the constant time
+ * itself is by construction (every secret byte is compared) and not
+ * measured here. */
+START_TEST(ct_equal)
+{
+	static const char key[] = "0123456789abcdef";
+	const size_t n = sizeof(key) - 1;
+
+	ck_assert(ms_ct_equal(key, n, "0123456789abcdef", n));
+	ck_assert(!ms_ct_equal(key, n, "0123456789abcdeF", n));
+	ck_assert(!ms_ct_equal(key, n, "x123456789abcdef", n));
+	ck_assert(!ms_ct_equal(key, n, "0123456789abcde", n - 1)); /* prefix */
+	ck_assert(!ms_ct_equal(key, n, "0123456789abcdefg", n + 1));
+	ck_assert(!ms_ct_equal(key, n, "", 0));
+	ck_assert(!ms_ct_equal(key, n, NULL, 0));
+	/* A guess longer than the key, equal on the key's length. */
+	ck_assert(
+	    !ms_ct_equal(key, n, "0123456789abcdef0123456789abcdef", 2 * n));
+	/* Only |given_len| bytes count, NUL or not. */
+	ck_assert(ms_ct_equal(key, n, "0123456789abcdefXYZ", n));
+	ck_assert(!ms_ct_equal("a\0b", 3, "a\0c", 3));
+	ck_assert(ms_ct_equal("a\0b", 3, "a\0b", 3));
+	ck_assert(ms_ct_equal("", 0, "", 0));
+	ck_assert(ms_ct_equal("", 0, NULL, 0));
+	ck_assert(!ms_ct_equal("", 0, "a", 1));
+}
+END_TEST
+
 static Suite *
 util_suite(void)
 {
@@ -197,6 +225,7 @@ util_suite(void)
 	tcase_add_test(tc, clocks);
 	tcase_add_test(tc, strlcpy_bounds);
 	tcase_add_test(tc, utf8_validation);
+	tcase_add_test(tc, ct_equal);
 	suite_add_tcase(s, tc);
 	return s;
 }

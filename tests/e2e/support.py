@@ -279,6 +279,11 @@ class Server:
         |data| (bytes/str) is sent as is. Returns a Response."""
         hdrs = {}
         payload = None
+        # A process started with http.api_key (self.api_key, e.g. from a
+        # split file) gets it on every write, unless the test says otherwise.
+        key = getattr(self, "api_key", None)
+        if key and method not in ("GET", "HEAD"):
+            hdrs["X-Api-Key"] = key
         if body is not None:
             payload = dumps(body).encode()
             hdrs["Content-Type"] = "application/json"
@@ -755,3 +760,296 @@ def wait_broker_health(srv, healthy, timeout, what=None):
         return None
     return wait_until(pred, timeout, what or "%s's /health %d with the broker entry %s"
                       % (srv.name, code, want), interval=0.2)
+
+
+# -- split deployments, traces, metrics (issue 5) ----------------------------
+# The three-process deployment of config/split/*.ini, every fixed port and the
+# broker URL overridden with --set (free loopback ports, temporary data
+# directories, a private broker), so that the tests never depend on 6001-6003
+# or 5672 being free.
+
+# E2E_SPLIT_DIR: try other split files (default: the repository's).
+SPLIT_DIR = os.environ.get("E2E_SPLIT_DIR") or os.path.join(
+    os.path.dirname(os.path.dirname(_E2E_DIR)), "config", "split")
+SPLIT_ROLES = ("basket", "discount", "ordering")
+TRACE_RE = re.compile(r"trace=([0-9a-f]{32})\b")
+
+
+class Endpoint:
+    """An HTTP client of one listener (127.0.0.1:|port|) with Server's
+    request/get/post/put/delete."""
+
+    def __init__(self, port, name="endpoint"):
+        self.port = port
+        self.name = name
+
+    request = Server.request
+    get = Server.get
+    post = Server.post
+    put = Server.put
+    delete = Server.delete
+
+    def __repr__(self):
+        return "<%s http://127.0.0.1:%d>" % (self.name, self.port)
+
+
+def read_ini(path):
+    """{"section.key": (value, line number)} of the INI file at |path|, read
+    the way monoshop reads it: [section] headers, `key = value`, comments on
+    their own line starting with # or ;, values optionally double-quoted."""
+    out = {}
+    section = None
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            s = line.strip()
+            if not s or s[0] in "#;":
+                continue
+            if s.startswith("[") and s.endswith("]"):
+                section = s[1:-1].strip().lower()
+                continue
+            if "=" not in s or section is None:
+                raise TestFailure("%s:%d: not a key = value line: %r" % (path, n, s))
+            k, v = s.split("=", 1)
+            k, v = k.strip().lower(), v.strip()
+            if len(v) >= 2 and v[0] == '"' and v[-1] == '"':
+                v = v[1:-1]
+            out[section + "." + k] = (v, n)
+    return out
+
+
+class PinnedServer(Server):
+    """A Server whose HTTP listener is on a port fixed in advance
+    (|http_port|; None = port 0 as usual), so that a restart comes back on
+    the same port, and whose --set overrides may replace Server's own."""
+
+    def __init__(self, exe, http_port=None, **kw):
+        super().__init__(exe, **kw)
+        self.http_port = http_port
+
+    def argv(self):
+        a = super().argv()
+        if self.http_port:
+            a += ["--set", "http.listen=127.0.0.1:%d" % self.http_port]
+        return a
+
+    def endpoint(self):
+        e = Endpoint(self.port, self.name)
+        e.api_key = getattr(self, "api_key", None)
+        return e
+
+
+_PORT_IN_VALUE = re.compile(r":\d{2,5}(?:/|$)")
+
+
+class SplitDeployment:
+    """basket, discount and ordering: three monoshop processes started from
+    config/split/{role}.ini with --set overrides for every key that names a
+    fixed port or the broker:
+
+    * node.data_dir: a temporary directory per process (Server's);
+    * http.listen: port 0 (learnt from the log) or, with |pin|, a free port
+      fixed now, so that restarts come back on it;
+    * grpc.listen: a free port fixed now (Discount's is needed by the
+      others' remote.discount; the others' keep the restart promise);
+    * remote.<role>: grpc://127.0.0.1:<that process's gRPC port>;
+    * events.broker: |broker_url| (a private broker);
+    * nng.listen: a free port (tcp) or a temporary socket (ipc).
+
+    Any other key of a split file whose value names a port is an error here
+    (the test would otherwise depend on it). |extra| maps a role to more
+    --set items ("key=value"), e.g. {"discount": ["debug.discount_delay_ms=500"]};
+    |common| goes to all three."""
+
+    def __init__(self, exe, broker_url, pin=False, extra=None, common=(),
+                 split_dir=SPLIT_DIR):
+        self.exe = exe
+        self.broker_url = broker_url
+        self.split_dir = split_dir
+        self.files = {}
+        self.ini = {}
+        for role in SPLIT_ROLES:
+            path = os.path.join(split_dir, role + ".ini")
+            if not os.path.isfile(path):
+                raise TestFailure("%s is missing (SPEC §1: config/split/"
+                                  "{basket,discount,ordering}.ini)" % path)
+            self.files[role] = path
+            self.ini[role] = read_ini(path)
+        self.grpc_ports = {r: free_port() for r in SPLIT_ROLES}
+        self.http_ports = {r: (free_port() if pin else None) for r in SPLIT_ROLES}
+        self.procs = {}
+        extra = extra or {}
+        for role in SPLIT_ROLES:
+            sets = self._overrides(role) + list(common) + list(extra.get(role, ()))
+            self.procs[role] = PinnedServer(
+                exe, http_port=self.http_ports[role], name=role,
+                config=self.files[role],
+                grpc_listen="127.0.0.1:%d" % self.grpc_ports[role], extra=sets)
+            # The split files turn the access keys on (issue 8): REST
+            # writes carry http.api_key (Server.request), admin RPCs the
+            # metadata of discount_grpc_metadata().
+            self.procs[role].api_key = self.ini[role].get("http.api_key",
+                                                          (None, 0))[0]
+
+    def _overrides(self, role):
+        sets = []
+        for key, (value, line) in sorted(self.ini[role].items()):
+            where = "%s:%d (%s = %s)" % (self.files[role], line, key, value)
+            if key in ("node.data_dir", "http.listen", "grpc.listen"):
+                continue  # Server/PinnedServer set these
+            if key == "events.broker":
+                if value:
+                    sets.append("events.broker=" + self.broker_url)
+            elif key.startswith("remote."):
+                target = key.split(".", 1)[1]
+                if not value:
+                    continue
+                if target not in self.grpc_ports or not value.startswith("grpc://"):
+                    raise TestFailure("%s: the test cannot override this remote"
+                                      % where)
+                sets.append("%s=grpc://127.0.0.1:%d" % (key, self.grpc_ports[target]))
+            elif key == "nng.listen":
+                if value.startswith("ipc://"):
+                    sets.append("nng.listen=ipc://" + os.path.join(
+                        tempdir("monoshop-nng-"), role + ".ipc"))
+                elif value:
+                    sets.append("nng.listen=tcp://127.0.0.1:%d" % free_port())
+            elif _PORT_IN_VALUE.search(value) or "127.0.0.1" in value \
+                    or "localhost" in value:
+                raise TestFailure("%s names an address the test does not know how"
+                                  " to override" % where)
+        return sets
+
+    # -- processes -------------------------------------------------------
+    @property
+    def basket(self):
+        return self.procs["basket"]
+
+    @property
+    def discount(self):
+        return self.procs["discount"]
+
+    @property
+    def ordering(self):
+        return self.procs["ordering"]
+
+    def discount_grpc(self):
+        return "127.0.0.1:%d" % self.grpc_ports["discount"]
+
+    def start(self, order=("discount", "ordering", "basket"), timeout=20):
+        """Start the processes in |order|; each may answer /health 503 while
+        a later one is missing. Then wait until all three are Healthy."""
+        for role in order:
+            p = self.procs[role]
+            p.start(timeout=timeout, health=None, want_grpc=(role == "discount"))
+        self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout=30):
+        for role in SPLIT_ROLES:
+            p = self.procs[role]
+            wait_until(lambda p=p: p.get("/health").status == 200, timeout,
+                       "%s's /health 200" % role, interval=0.2)
+
+    def discount_grpc_metadata(self):
+        """The gRPC metadata Discount's admin RPCs need (grpc.api_key of
+        discount.ini), or ()."""
+        key = self.ini["discount"].get("grpc.api_key", (None, 0))[0]
+        return (("x-api-key", key),) if key else ()
+
+    def endpoints(self):
+        return {"basket": self.basket.endpoint(),
+                "ordering": self.ordering.endpoint(),
+                "discount_grpc": self.discount_grpc(),
+                "discount_grpc_metadata": self.discount_grpc_metadata()}
+
+    def stop(self, timeout=20):
+        """SIGTERM each running process (exit 0 expected), Basket first."""
+        for role in ("basket", "ordering", "discount"):
+            p = self.procs[role]
+            if p.alive():
+                p.stop(timeout=timeout)
+
+    def integrity_check(self):
+        for role in SPLIT_ROLES:
+            integrity_check(self.procs[role].data_dir)
+
+
+def metric_samples(text, name):
+    """[(labels, value)] of the samples of metric |name| in Prometheus text
+    |text| (labels as the raw '{...}' string, '' when none)."""
+    out = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})?\s+(\S+)", line)
+        if m and m.group(1) == name:
+            try:
+                out.append((m.group(2) or "", float(m.group(3))))
+            except ValueError:
+                raise TestFailure("metric %s: not a number in %r" % (name, line))
+    return out
+
+
+def metric_sum(text, name):
+    """Sum of every sample of |name| (None when it has no sample)."""
+    s = metric_samples(text, name)
+    return sum(v for _, v in s) if s else None
+
+
+def trace_ids(text):
+    """Every trace id of the 'trace=<32 hex>' prefixes in log |text|."""
+    return set(TRACE_RE.findall(text))
+
+
+def lines_with(text, needle):
+    return [ln for ln in text.splitlines() if needle in ln]
+
+
+def pending_outbox_count(srv):
+    """Outbox rows of |srv|'s basket.db not yet marked sent."""
+    return sql(srv.db("basket"),
+               "SELECT count(*) FROM outbox WHERE sent_ms IS NULL")[0][0]
+
+
+def connect_refused(port, timeout=1.0):
+    """True when a TCP connect to 127.0.0.1:|port| is refused now; False
+    when it is accepted (the socket is closed at once)."""
+    import socket
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(("127.0.0.1", port))
+        return False
+    except ConnectionRefusedError:
+        return True
+    finally:
+        s.close()
+
+
+# -- nng (issue 6) -----------------------------------------------------------
+# Processes that talk over nng only (no broker): a listener with nng.listen
+# on a port or IPC path fixed in advance, peers pointing remote.* and
+# events.broker at it.
+
+NNG_LISTEN_RE = re.compile(r"nng: listening on (\S+)")
+
+
+def nng_listening(srv, timeout=10):
+    """Wait for |srv|'s log line 'nng: listening on URL'; returns the URL."""
+    def pred():
+        m = NNG_LISTEN_RE.search(srv.log())
+        if m:
+            return m.group(1)
+        if not srv.alive():
+            raise TestFailure("%s exited before its nng listener was up; log:\n%s"
+                              % (srv.name, tail(srv.log())))
+        return None
+    return wait_until(pred, timeout, "%s's log line 'nng: listening on URL'"
+                      % srv.name)
+
+
+def health_entry(srv, name):
+    """(HTTP status, overall status, entry |name|) of |srv|'s GET /health."""
+    r = srv.get("/health")
+    h = r.json if isinstance(r.json, dict) else {}
+    return r.status, h.get("status"), (h.get("entries") or {}).get(name)

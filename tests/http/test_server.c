@@ -4,7 +4,8 @@
  * server on 127.0.0.1:0 with a small test router and talks plain HTTP/1.1
  * to it over a socket with the tiny client below (connect, send, read until
  * the server closes, under a poll deadline). Covers JSON answers, 404, 405
- * with Allow, 413, 415, malformed JSON, the raw query string, trace ids,
+ * with Allow, 413, 415, malformed JSON, the raw query string, trace ids
+ * (and the trace context current in the handler),
  * /health (200 and 503), /metrics, hostile input, keep-alive, and a stop
  * that waits for a request in flight.
  */
@@ -26,6 +27,7 @@
 #include "core/health.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/trace.h"
 #include "core/util.h"
 #include "http/http.h"
 #include "http/json.h"
@@ -108,11 +110,18 @@ h_query(void *ctx, const struct http_req *req, struct http_resp *resp)
 	                                req->query ? req->query : "(null)"));
 }
 
+/* Answers what the handler sees of its trace: the request's ids and the
+ * thread's current context. */
 static int
 h_trace(void *ctx, const struct http_req *req, struct http_resp *resp)
 {
-	return http_resp_json(resp, 200,
-	                      json_pack("{s:s}", "traceId", req->trace_id));
+	const char *cur = ms_trace_get();
+
+	return http_resp_json(
+	    resp, 200,
+	    json_pack("{s:s, s:s, s:s}", "traceId", req->trace_id,
+	              "traceparent", req->traceparent ? req->traceparent : "",
+	              "current", cur ? cur : ""));
 }
 
 static int
@@ -619,6 +628,62 @@ START_TEST(test_trace_id)
 }
 END_TEST
 
+/* The handler runs with the request's trace context current: the
+ * client's traceparent when it sent a valid one, a fresh valid one
+ * otherwise, and the same one it gets in req->traceparent. */
+START_TEST(test_trace_current)
+{
+	static const char tp[] =
+	    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+	char out[MS_TRACEPARENT_SIZE];
+	char first[MS_TRACEPARENT_SIZE];
+	struct reply r;
+
+	calls("GET /trace HTTP/1.1\r\nHost: x\r\ntraceparent: "
+	      "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"
+	      "Connection: close\r\n\r\n",
+	      &r);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_str_eq(jstr(r.json, "current"), tp);
+	ck_assert_str_eq(jstr(r.json, "traceparent"), tp);
+	ck_assert_str_eq(jstr(r.json, "traceId"),
+	                 "0af7651916cd43dd8448eb211c80319c");
+	reply_free(&r);
+
+	/* None sent: a new trace, valid, the handler's current one. */
+	calls("GET /trace HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+	      &r);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_int_eq(ms_trace_parse(jstr(r.json, "current"), out), 0);
+	ck_assert_str_eq(jstr(r.json, "traceparent"), jstr(r.json, "current"));
+	ck_assert_int_eq(
+	    strncmp(jstr(r.json, "traceId"), jstr(r.json, "current") + 3, 32),
+	    0);
+	ms_strlcpy(first, jstr(r.json, "current"), sizeof(first));
+	reply_free(&r);
+
+	/* A second request without one gets another trace, not the last
+	 * request's left behind on the worker thread. */
+	calls("GET /trace HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+	      &r);
+	ck_assert_int_eq(ms_trace_parse(jstr(r.json, "current"), out), 0);
+	ck_assert_int_ne(strncmp(jstr(r.json, "current") + 3, first + 3, 32),
+	                 0);
+	reply_free(&r);
+
+	/* An invalid one (upper case) is replaced, never made current. */
+	calls("GET /trace HTTP/1.1\r\nHost: x\r\ntraceparent: "
+	      "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01\r\n"
+	      "Connection: close\r\n\r\n",
+	      &r);
+	ck_assert_int_eq(ms_trace_parse(jstr(r.json, "current"), out), 0);
+	ck_assert_int_ne(strncmp(jstr(r.json, "current") + 3,
+	                         "0af7651916cd43dd8448eb211c80319c", 32),
+	                 0);
+	reply_free(&r);
+}
+END_TEST
+
 START_TEST(test_health)
 {
 	struct reply r;
@@ -873,6 +938,7 @@ server_suite(void)
 	tcase_add_test(tc, test_handler_errors);
 	tcase_add_test(tc, test_query_raw);
 	tcase_add_test(tc, test_trace_id);
+	tcase_add_test(tc, test_trace_current);
 	tcase_add_test(tc, test_health);
 	tcase_add_test(tc, test_metrics);
 	tcase_add_test(tc, test_hostile_input);

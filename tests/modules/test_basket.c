@@ -26,6 +26,7 @@
 #include "core/config.h"
 #include "core/err.h"
 #include "core/health.h"
+#include "core/trace.h"
 #include "core/util.h"
 #include "discount.pb-c.h"
 #include "events.pb-c.h"
@@ -111,6 +112,11 @@ env_up(enum discount_kind kind, bool ordering)
 	fake_rc = 0;
 	ck_assert_int_eq(test_tmpdir(E.dir, sizeof(E.dir)), 0);
 	ck_assert_int_eq(ms_config_create(&E.cfg), 0);
+	/* Serving Discount opens grpc.listen: not the default port, which
+	 * another program may hold. */
+	ck_assert_int_eq(
+	    ms_config_set(E.cfg, "grpc.listen=127.0.0.1:0", "test", NULL, 0),
+	    0);
 	ck_assert_int_eq(bus_create(&E.bus, E.cfg), 0);
 	ck_assert_int_eq(http_router_create(&E.router), 0);
 	E.ctx.bus = E.bus;
@@ -204,6 +210,10 @@ setup_fake(void)
 
 /* ---- calling routes --------------------------------------------------- */
 
+/* What the edge hands handlers as the request's trace (the REST server
+ * always sets one; NULL here tests the handler's fallback). */
+static const char *req_traceparent = TRACEPARENT;
+
 /*
  * call_into runs |method| |path| with |body| (may be NULL) through the
  * router and the handler, as the HTTP edge would, leaving the response in
@@ -235,7 +245,7 @@ call_into(struct http_resp *resp, enum http_method method, const char *path,
 	req.path = path;
 	req.body = body;
 	req.body_len = body ? strlen(body) : 0;
-	req.traceparent = TRACEPARENT;
+	req.traceparent = req_traceparent;
 	req.trace_id = "test";
 	rc = m.fn(m.ctx, &req, resp);
 	if (rc != 0) {
@@ -739,6 +749,7 @@ START_TEST(test_checkout_records_one_event)
 {
 	struct store_outbox_row rows[4];
 	Monoshop__Events__BasketCheckoutEvent *ev;
+	char tp[MS_TRACEPARENT_SIZE];
 	size_t n;
 
 	ck_assert_int_eq(call(HTTP_POST, "/basket",
@@ -763,7 +774,10 @@ START_TEST(test_checkout_records_one_event)
 	                 0);
 	ck_assert_uint_eq(n, 1);
 	ck_assert_str_eq(rows[0].type, "monoshop.events.BasketCheckoutEvent");
-	ck_assert_str_eq(rows[0].traceparent, TRACEPARENT);
+	/* A new span of the request's trace. */
+	ck_assert_int_eq(ms_trace_parse(rows[0].traceparent, tp), 0);
+	ck_assert_int_eq(strncmp(rows[0].traceparent, TRACEPARENT, 36), 0);
+	ck_assert_str_ne(rows[0].traceparent, TRACEPARENT);
 	ck_assert(ms_uuid_valid(rows[0].id));
 	ck_assert_int_gt(rows[0].occurred_ms, 0);
 	ev = monoshop__events__basket_checkout_event__unpack(NULL, rows[0].len,
@@ -808,6 +822,68 @@ START_TEST(test_checkout_records_one_event)
 	         "}}"),
 	    404);
 	ck_assert_uint_eq(pending_events(), 1);
+}
+END_TEST
+
+/* checkout_trace checks |user| out and returns the traceparent its event
+ * was recorded with (malloc'd). */
+static char *
+checkout_trace(const char *user)
+{
+	struct store_outbox_row rows[8];
+	char body[512];
+	char *tp = NULL;
+	size_t n;
+
+	snprintf(body, sizeof(body),
+	         "{\"cart\":{\"userName\":\"%s\",\"items\":["
+	         "{\"quantity\":1,\"color\":\"Red\",\"price\":5,"
+	         "\"productId\":\"" PIXEL_ID "\","
+	         "\"productName\":\"Pixel 8\"}]}}",
+	         user);
+	ck_assert_int_eq(call(HTTP_POST, "/basket", body), 201);
+	snprintf(body, sizeof(body),
+	         "{\"basketCheckoutDto\":{\"userName\":\"%s\","
+	         "\"totalPrice\":5," CHECKOUT_FIELDS "}}",
+	         user);
+	ck_assert_int_eq(call(HTTP_POST, "/basket/checkout", body), 200);
+	ck_assert_int_eq(store_outbox_fetch(E.ctx.outbox_store, 0, rows,
+	                                    MS_ARRAY_SIZE(rows), &n),
+	                 0);
+	ck_assert_uint_ge(n, 1);
+	ck_assert_ptr_nonnull(rows[n - 1].traceparent);
+	tp = strdup(rows[n - 1].traceparent);
+	for (size_t i = 0; i < n; i++) {
+		store_outbox_row_fini(&rows[i]);
+	}
+	ck_assert_ptr_nonnull(tp);
+	return tp;
+}
+
+/* Without a trace from the edge, the event continues the thread's current
+ * one; with none current either, it starts a new one: an event always
+ * carries a trace for the processes it reaches to log under. */
+START_TEST(test_checkout_event_trace)
+{
+	static const char cur[] =
+	    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+	char out[MS_TRACEPARENT_SIZE];
+	char *tp;
+
+	req_traceparent = NULL;
+	ck_assert_int_eq(ms_trace_set(cur), 0);
+	tp = checkout_trace("traced");
+	ck_assert_int_eq(ms_trace_parse(tp, out), 0);
+	ck_assert_int_eq(strncmp(tp, cur, 36), 0);
+	ck_assert_str_ne(tp, cur);
+	free(tp);
+
+	ms_trace_clear();
+	tp = checkout_trace("untraced");
+	ck_assert_int_eq(ms_trace_parse(tp, out), 0);
+	ck_assert_int_ne(strncmp(tp, cur, 36), 0);
+	free(tp);
+	req_traceparent = TRACEPARENT;
 }
 END_TEST
 
@@ -1046,6 +1122,11 @@ START_TEST(test_checkout_becomes_an_order)
 	ck_assert_uint_eq(json_array_size(items), 2);
 	ck_assert_int_eq(money(json_array_get(items, 0), "price"), 35000);
 	ck_assert_int_eq(money(json_array_get(items, 1), "price"), 1999);
+	/* The row is marked sent just after Ordering's commit, on the relay's
+	 * thread: wait for it too. */
+	while (pending_events() != 0 && ms_now_ms() <= deadline) {
+		nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
+	}
 	ck_assert_uint_eq(pending_events(), 0);
 }
 END_TEST
@@ -1074,6 +1155,7 @@ basket_suite(void)
 	tcase_add_test(tc, test_checkout_unknown_is_404);
 	tcase_add_test(tc, test_checkout_validation);
 	tcase_add_test(tc, test_checkout_records_one_event);
+	tcase_add_test(tc, test_checkout_event_trace);
 	tcase_add_test(tc, test_concurrent_requests);
 	tcase_add_test(tc, test_health_checks);
 	suite_add_tcase(s, tc);

@@ -341,6 +341,31 @@ find_by_name(const char *name)
 
 /* ---- seed and reads --------------------------------------------------- */
 
+/* cvv_rows counts the orders whose payment_cvv is not NULL, with a
+ * connection of its own: there must never be any. */
+static int
+cvv_rows(void)
+{
+	char path[300];
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	int n = -1;
+
+	snprintf(path, sizeof(path), "%s/ordering.db", E.dir);
+	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL),
+	                 SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db,
+	                                    "SELECT COUNT(*) FROM orders WHERE "
+	                                    "payment_cvv IS NOT NULL",
+	                                    -1, &s, NULL),
+	                 SQLITE_OK);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		n = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return n;
+}
+
 START_TEST(test_seed)
 {
 	json_t *page, *data, *o1, *o2, *item, *a;
@@ -373,7 +398,9 @@ START_TEST(test_seed)
 	ck_assert_str_eq(str(a, "cardName"), "mehmet");
 	ck_assert_str_eq(str(a, "cardNumber"), "5555555555554444");
 	ck_assert_str_eq(str(a, "expiration"), "12/28");
-	ck_assert_str_eq(str(a, "cvv"), "355");
+	/* The CVV is never kept, the seed's included. */
+	ck_assert(json_is_null(json_object_get(a, "cvv")));
+	ck_assert_int_eq(cvv_rows(), 0);
 	ck_assert_int_eq(num(a, "paymentMethod"), 1);
 	ck_assert_int_eq(json_array_size(json_object_get(o1, "orderItems")), 2);
 	item = json_array_get(json_object_get(o1, "orderItems"), 0);
@@ -547,9 +574,12 @@ START_TEST(test_post)
 	}
 	ck_assert_int_eq(money(json_array_get(items, 0), "price"), 1999);
 	ck_assert_int_eq(num(json_array_get(items, 0), "quantity"), 3);
-	ck_assert_str_eq(str(json_object_get(o, "payment"), "cvv"), "123");
+	/* Checked (test_post_rules), answered null, stored nowhere. */
+	ck_assert(json_is_null(
+	    json_object_get(json_object_get(o, "payment"), "cvv")));
 	json_decref(o);
 	ck_assert_int_eq(order_count(), 3);
+	ck_assert_int_eq(cvv_rows(), 0);
 }
 END_TEST
 
@@ -796,7 +826,9 @@ START_TEST(test_put)
 	a = json_object_get(got, "shippingAddress");
 	ck_assert_str_eq(str(a, "firstName"), "Ada");
 	ck_assert_str_eq(str(a, "zipCode"), "SW1Y4");
-	ck_assert_str_eq(str(json_object_get(got, "payment"), "cvv"), "123");
+	ck_assert(json_is_null(
+	    json_object_get(json_object_get(got, "payment"), "cvv")));
+	ck_assert_int_eq(cvv_rows(), 0);
 	ck_assert_int_eq(json_array_size(json_object_get(got, "orderItems")),
 	                 2);
 	ck_assert_int_eq(money(got, "totalPrice"), 140000);
@@ -841,7 +873,8 @@ START_TEST(test_put_errors)
 	/* Nothing changed. */
 	o = find_by_name("ORD_1");
 	ck_assert_int_eq(num(o, "status"), 2);
-	ck_assert_str_eq(str(json_object_get(o, "payment"), "cvv"), "355");
+	ck_assert(json_is_null(
+	    json_object_get(json_object_get(o, "payment"), "cvv")));
 	json_decref(o);
 }
 END_TEST
@@ -1055,6 +1088,10 @@ START_TEST(test_event_creates_order_once)
 	ck_assert(json_equal(a, json_object_get(o, "billingAddress")));
 	ck_assert_str_eq(str(json_object_get(o, "payment"), "cardNumber"),
 	                 "5555555555554444");
+	/* The event's CVV made it through the rules, not into the table. */
+	ck_assert(json_is_null(
+	    json_object_get(json_object_get(o, "payment"), "cvv")));
+	ck_assert_int_eq(cvv_rows(), 0);
 	items = json_object_get(o, "orderItems");
 	ck_assert_int_eq(json_array_size(items), 2);
 	ck_assert_str_eq(str(json_array_get(items, 1), "productId"),

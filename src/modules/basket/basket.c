@@ -28,6 +28,7 @@
 #include "core/health.h"
 #include "core/log.h"
 #include "core/money.h"
+#include "core/trace.h"
 #include "discount.pb-c.h"
 #include "events.pb-c.h"
 #include "modules/module.h"
@@ -325,6 +326,7 @@ basket_checkout(struct basket *b, const struct basket_checkout *co,
 {
 	struct checkout_buf *buf = malloc(sizeof(*buf)); /* owned here */
 	uint8_t *payload = NULL;                         /* owned here */
+	char event_trace[MS_TRACEPARENT_SIZE];
 	char occurred[MS_TIME_STRLEN];
 	int64_t wall = ms_wall_ms();
 	int64_t total_cents;
@@ -337,6 +339,8 @@ basket_checkout(struct basket *b, const struct basket_checkout *co,
 	}
 	ms_uuid_v4(event_id);
 	ms_time_rfc3339(wall, occurred);
+	/* The event is a new span of the request's trace. */
+	ms_trace_new_child(traceparent, event_trace);
 
 	if ((rc = store_begin(b->st)) != 0) {
 		http_resp_fail(resp, rc, "Cannot check out: %s",
@@ -365,7 +369,7 @@ basket_checkout(struct basket *b, const struct basket_checkout *co,
 	}
 	if (rc == 0) {
 		rc = store_outbox_add(b->st, event_id, EVENT_TYPE, payload, len,
-		                      traceparent, wall);
+		                      event_trace, wall);
 	}
 	if (rc == 0) {
 		rc = basket_db_delete(b->st, co->user_name, &deleted);

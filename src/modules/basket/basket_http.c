@@ -112,7 +112,7 @@ parse_body(const struct http_req *req, json_t **root, struct http_resp *resp)
 		*root = json_object();
 		return *root ? 0 : MS_ENOMEM;
 	}
-	return http_json_parse(req->body, req->body_len, root, resp);
+	return http_json_parse_body(req, root, resp);
 }
 
 /*

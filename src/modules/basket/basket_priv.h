@@ -90,7 +90,10 @@ int basket_store_cart(struct basket *b, struct basket_cart *cart,
 /*
  * basket_checkout deletes |co->user_name|'s cart and records a
  * BasketCheckoutEvent in the outbox, in one transaction, then wakes the
- * relay. |event_id| and |total| (MS_MONEY_STRLEN bytes) receive the event's
+ * relay. The event carries a child of |traceparent| (the request's trace;
+ * NULL: the thread's current one; none valid: a new trace), so that the
+ * processes it reaches log under the trace the request started.
+ * |event_id| and |total| (MS_MONEY_STRLEN bytes) receive the event's
  * id and the server's total. Returns 0, MS_ENOTFOUND (no such basket; detail
  * in |resp|), MS_EVALIDATION (an item Ordering could not take, named in
  * |resp|; nothing written), MS_ENOMEM, or a store error.

@@ -160,8 +160,7 @@ read_order(const struct http_req *req, enum ordering_check kind,
 	memset(o, 0, sizeof(*o));
 	*root = NULL;
 	*items = NULL;
-	rc = http_json_parse(req->body ? req->body : "",
-	                     req->body ? req->body_len : 0, root, resp);
+	rc = http_json_parse_body(req, root, resp);
 	if (rc != 0)
 		return rc;
 	rc = http_json_object(*root, "", "order", true, &order, resp);

@@ -19,6 +19,12 @@
  * Money is stored in integer cents; the status as its number (the original
  * stored the enum's name).
  *
+ * The CVV is checked (required, at most 3 characters, as the original's
+ * rules say) and then dropped: the payment_cvv column stays NULL for every
+ * order, created or updated, and reads answer "cvv": null. A card's
+ * security code must not be kept once the order exists (PCI DSS 3.2); the
+ * original stored it. The seed orders have none either.
+ *
  * Threads: any; every access holds the store's mutex.
  */
 #include <ctype.h>
@@ -65,7 +71,7 @@ static const char schema_sql[] =
     " payment_card_name TEXT NOT NULL,"
     " payment_card_number TEXT NOT NULL,"
     " payment_expiration TEXT,"
-    " payment_cvv TEXT NOT NULL,"
+    " payment_cvv TEXT," /* always NULL: the CVV is never stored */
     " payment_method INTEGER NOT NULL,"
     " status INTEGER NOT NULL CHECK (status BETWEEN 1 AND 4),"
     " total_cents INTEGER NOT NULL CHECK (total_cents >= 0),"
@@ -86,7 +92,8 @@ static const char schema_sql[] =
  * their items and totals (1400 and 1550). The original drew the order ids
  * from Guid.NewGuid(); ours are fixed GUIDs, so that every fresh database
  * holds the same two orders and tests and docs can name them. A migration
- * runs once, in a new database: deleted seed orders stay deleted.
+ * runs once, in a new database: deleted seed orders stay deleted. Their
+ * CVVs (355, 222 in the original) are not kept, like any order's.
  */
 #define SEED_NOW "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
 static const char seed_sql[] =
@@ -97,7 +104,7 @@ static const char seed_sql[] =
     " 'Turkey', 'Istanbul', '38050',"
     " 'mehmet', 'ozkaya', 'mehmet@gmail.com', 'Bahcelievler No:4',"
     " 'Turkey', 'Istanbul', '38050',"
-    " 'mehmet', '5555555555554444', '12/28', '355', 1,"
+    " 'mehmet', '5555555555554444', '12/28', NULL, 1,"
     " 2, 140000, " SEED_NOW ", " SEED_NOW "),"
     " ("
     " '955e3896-8714-4d5b-b0b4-a21e0b857d02',"
@@ -106,7 +113,7 @@ static const char seed_sql[] =
     " 'England', 'Nottingham', '08050',"
     " 'john', 'doe', 'john@gmail.com', 'Broadway No:1',"
     " 'England', 'Nottingham', '08050',"
-    " 'john', '8885555555554444', '06/30', '222', 2,"
+    " 'john', '8885555555554444', '06/30', NULL, 2,"
     " 2, 155000, " SEED_NOW ", " SEED_NOW ");"
     "INSERT INTO order_items (order_id, product_id, quantity, price_cents)"
     " VALUES"
@@ -504,7 +511,7 @@ bind_order(sqlite3_stmt *s, const struct ordering_order *o, int64_t now,
 	rc |= bind_str(s, 18, o->payment.card_name);
 	rc |= bind_str(s, 19, o->payment.card_number);
 	rc |= bind_str(s, 20, o->payment.expiration);
-	rc |= bind_str(s, 21, o->payment.cvv);
+	rc |= bind_str(s, 21, NULL); /* checked, never stored */
 	rc |= bind_int(s, 22, o->payment.method);
 	rc |= bind_int(s, 23, o->status);
 	rc |= bind_int(s, 25, now);

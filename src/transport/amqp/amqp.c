@@ -60,11 +60,16 @@
  * amqp_simple_wait_frame_noblock, which the loop calls at least once a
  * second. State changes are logged once.
  *
- * Threads: init/start/stop/fini on the main thread. publish and health on
- * any thread: they touch only the "shared" part of struct broker, under
- * |mtx|. Everything else - the connection, the publish ring, held moves,
- * content being assembled - belongs to the AMQP thread alone. ev->done and
- * bus_deliver are called on the AMQP thread, never with |mtx| held.
+ * Shutdown: quiesce (bus_quiesce) makes the AMQP thread cancel its
+ * consumers (basic.cancel) while publishing goes on; stop then fails what
+ * was never published, waits a bounded time for confirms, closes.
+ *
+ * Threads: init/start/quiesce/stop/fini on the main thread. publish and
+ * health on any thread: they touch only the "shared" part of struct broker,
+ * under |mtx| (and |quiesce|, an atomic). Everything else - the connection,
+ * the publish ring, held moves, content being assembled - belongs to the
+ * AMQP thread alone. ev->done and bus_deliver are called on the AMQP thread,
+ * never with |mtx| held.
  *
  * Memory: struct broker lives in the bus's transport block; its arrays are
  * malloc'd by init and freed by fini. Encoded envelopes live only across one
@@ -98,6 +103,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/trace.h"
 #include "core/util.h"
 #include "transport/amqp/envelope.h"
 #include "transport/transport.h"
@@ -229,6 +235,8 @@ struct broker {
 	int wakefd;      /* eventfd: publish / stop wake the thread */
 	pthread_t thread;
 	atomic_bool stopping;
+	/* shutdown began: stop consuming (publishing goes on) */
+	atomic_bool quiesce;
 
 	/* ---- the AMQP thread only ---- */
 	amqp_connection_state_t conn;
@@ -263,6 +271,17 @@ count(const char *name, const char *result)
 		return;
 	}
 	snprintf(labels, sizeof(labels), "result=\"%s\"", result);
+	ms_metrics_count(name, labels, 1);
+}
+
+/* The transport-neutral event counters (named as the relay's): a
+ * consumer-side retry or dead letter of an event of |type|. */
+static void
+count_event(const char *name, const char *type)
+{
+	char labels[160];
+
+	snprintf(labels, sizeof(labels), "type=\"%s\"", type);
 	ms_metrics_count(name, labels, 1);
 }
 
@@ -939,6 +958,7 @@ move_error(struct broker *a, struct content *c, const struct endpoint *ep,
 	MS_WARN("amqp", "%s: message %.*s moved to %s: %s", ep->queue,
 	        (int)c->props.message_id.len,
 	        (const char *)c->props.message_id.bytes, ep->error, why);
+	count_event("monoshop_events_failed_total", ep->type);
 	return move(a, c, ep->error, "error", h, n, true, 0);
 }
 
@@ -962,6 +982,7 @@ move_retry(struct broker *a, struct content *c, const struct endpoint *ep,
 	        ep->queue, (int)c->props.message_id.len,
 	        (const char *)c->props.message_id.bytes, ms_strerror(verdict),
 	        redeliveries + 1, a->max_redeliveries, delay);
+	count_event("monoshop_events_retried_total", ep->type);
 	return move(a, c, ep->queue, "retry", h, 1, false, delay);
 }
 
@@ -969,7 +990,7 @@ move_retry(struct broker *a, struct content *c, const struct endpoint *ep,
 
 /* Handles one complete delivery on the AMQP thread. */
 static int
-consume(struct broker *a, struct content *c)
+consume_traced(struct broker *a, struct content *c)
 {
 	const struct endpoint *ep = &a->eps[c->ep];
 	unsigned redeliveries = redelivery_count(&c->props);
@@ -997,7 +1018,10 @@ consume(struct broker *a, struct content *c)
 		ev.type = dec.type;
 		ev.payload = dec.payload;
 		ev.len = dec.len;
-		ev.traceparent = dec.traceparent;
+		/* The event's trace (from the envelope's headers, or a new one)
+		 * is current while it is handled and moved, so those log lines
+		 * carry it; bus_deliver keeps it for the subscriber. */
+		ev.traceparent = ms_trace_begin(dec.traceparent);
 		ev.occurred_ms = dec.sent_ms;
 		ev.attempt = redeliveries + 1;
 		rc = bus_deliver(a->t->bus, &ev);
@@ -1032,6 +1056,16 @@ consume(struct broker *a, struct content *c)
 		return move_error(a, c, ep, exc, why, redeliveries);
 	}
 	return move_retry(a, c, ep, redeliveries, rc);
+}
+
+/* consume_traced with no trace context left behind on this thread. */
+static int
+consume(struct broker *a, struct content *c)
+{
+	int rc = consume_traced(a, c);
+
+	ms_trace_clear();
+	return rc;
 }
 
 /* ---- frames ------------------------------------------------------------ */
@@ -1214,9 +1248,12 @@ on_method(struct broker *a, amqp_channel_t ch, const amqp_method_t *m)
 		a->cdel.active = true;
 		a->cdel.tag = d->delivery_tag;
 		a->cdel.ep = endpoint_by_tag(a, d->consumer_tag);
-		/* After basic.cancel at stop, deliveries already on the way
-		 * stay unacked: the broker requeues them when we close. */
-		a->cdel.discard = a->cancelled || a->cdel.ep < 0;
+		/* Once the shutdown began (quiesce asked, basic.cancel sent
+		 * or about to be), deliveries already on the way are not
+		 * handled: left unacked, the broker requeues them when we
+		 * close. */
+		a->cdel.discard =
+		    a->cancelled || atomic_load(&a->quiesce) || a->cdel.ep < 0;
 		return 0;
 	}
 	case AMQP_BASIC_CANCEL_METHOD:
@@ -1736,6 +1773,51 @@ backoff_ms(struct broker *a, int base)
 	return base / 2 + (int)(rnd_next(a) % (uint64_t)(base / 2 + 1));
 }
 
+/*
+ * stop_consuming asks the broker for no more deliveries (basic.cancel on
+ * every endpoint) and makes this connection, and any later one, discard
+ * what still arrives: left unacked, the broker requeues it when we close.
+ * A delivery being handled is not cut short: handling runs on this thread,
+ * so it was acked (after its commit) before we got here. Returns 0 or
+ * MS_EUNAVAIL (the connection failed; a->why says why).
+ */
+static int
+stop_consuming(struct broker *a)
+{
+	int rc;
+
+	a->cancelled = true;
+	for (size_t i = 0; a->conn != NULL && i < a->neps && a->consuming;
+	     i++) {
+		amqp_basic_cancel(a->conn, CH_CON, cbytes(a->eps[i].queue));
+		if ((rc = rpc_check(a, "basic.cancel")) != 0) {
+			return rc;
+		}
+	}
+	a->consuming = false;
+	return 0;
+}
+
+/* On the AMQP thread, once bus_quiesce asked: stop consuming, keep
+ * publishing (the relay still needs us until stop). Returns 0 or
+ * MS_EUNAVAIL (the connection failed). */
+static int
+quiesce_check(struct broker *a)
+{
+	bool was = a->consuming;
+	int rc;
+
+	if (!atomic_load(&a->quiesce) || a->cancelled) {
+		return 0;
+	}
+	rc = stop_consuming(a);
+	if (rc == 0 && was) {
+		MS_INFO("amqp", "%s: stopped consuming %s (shutting down)",
+		        a->where, a->eps[0].queue);
+	}
+	return rc;
+}
+
 /* The stop sequence, on the AMQP thread: stop consuming, fail what was
  * never published, give confirms in flight a bounded grace, close. */
 static void
@@ -1747,14 +1829,10 @@ shutdown_conn(struct broker *a)
 	if (a->conn == NULL) {
 		return;
 	}
-	for (size_t i = 0; i < a->neps && a->consuming; i++) {
-		amqp_basic_cancel(a->conn, CH_CON, cbytes(a->eps[i].queue));
-		if (rpc_check(a, "basic.cancel") != 0) {
-			conn_close(a, a->graceful, MS_ECLOSED);
-			return;
-		}
+	if (stop_consuming(a) != 0) {
+		conn_close(a, a->graceful, MS_ECLOSED);
+		return;
 	}
-	a->consuming = false;
 	queue_fail(a, MS_ECLOSED);
 	/* Retries not yet sent: their originals go back to the queue when
 	 * the connection closes. */
@@ -1782,8 +1860,11 @@ run(void *arg)
 	while (!atomic_load(&a->stopping)) {
 		int64_t now = ms_now_ms();
 
+		if (a->conn == NULL && atomic_load(&a->quiesce)) {
+			a->cancelled = true; /* a reconnect will not consume */
+		}
 		if (a->conn != NULL) {
-			if (round_once(a) == 0) {
+			if (quiesce_check(a) == 0 && round_once(a) == 0) {
 				continue;
 			}
 			MS_WARN("amqp",
@@ -2022,6 +2103,23 @@ broker_stop(struct bus_transport *t)
 	a->wakefd = -1;
 }
 
+/* Consuming stops on the AMQP thread (librabbitmq is not thread safe):
+ * ask, wake it, return. A publisher-only instance has nothing to stop. */
+static void
+broker_quiesce(struct bus_transport *t)
+{
+	struct broker *a = tp_priv(t);
+
+	if (a->neps == 0 || atomic_exchange(&a->quiesce, true)) {
+		return;
+	}
+	pthread_mutex_lock(&a->mtx);
+	if (a->running) {
+		wake(a); /* under the lock: see broker_publish */
+	}
+	pthread_mutex_unlock(&a->mtx);
+}
+
 static void
 broker_fini(struct bus_transport *t)
 {
@@ -2092,6 +2190,7 @@ const struct bus_transport_ops tp_amqp_ops = {
     .listen_key = NULL,
     .init = broker_init,
     .start = broker_start,
+    .quiesce = broker_quiesce,
     .stop = broker_stop,
     .fini = broker_fini,
     .call = NULL,

@@ -1123,6 +1123,14 @@ tp_amqp_envelope_decode(const char *body, size_t len,
 	rc = ms_json_loads_exact(body, len, MS_JSON_TRAILING_COMMAS, &w.root,
 	                         &je);
 	if (rc == MS_EJSON) {
+		/* jansson quotes the token it choked on (" near '...'", up
+		 * to 20 bytes): that may be a card number or a CVV, and the
+		 * reason is logged. Position only. */
+		char *near = strstr(je.text, " near ");
+
+		if (near != NULL) {
+			*near = '\0';
+		}
 		if (je.line < 0) {
 			return reason(&d, MS_EINVAL, "not JSON: %s", je.text);
 		}

@@ -2,7 +2,9 @@
 /*
  * The gRPC client used by the bus when a called module is remote
  * (remote.<module> = grpc://HOST:PORT): one multiplexed HTTP/2 connection
- * per endpoint (h2c, prior knowledge), reconnected after failures, a
+ * per endpoint (h2c, prior knowledge; or TLS with ALPN h2 for grpcs://,
+ * the server's certificate checked against grpc.tls_ca and the host
+ * name), reconnected after failures, a
  * deadline on every call, retries with exponential backoff and jitter only
  * where the call was certainly not processed (UNAVAILABLE before any
  * response, REFUSED_STREAM, a stream beyond GOAWAY's last id, connect
@@ -15,6 +17,7 @@
 #ifndef MS_TRANSPORT_GRPC_CLIENT_H
 #define MS_TRANSPORT_GRPC_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +35,9 @@ struct tp_grpc_client_opts {
 	int breaker_failures;     /* grpc.breaker_failures: to open */
 	int breaker_open_ms;      /* grpc.breaker_open_ms: before probe */
 	int keepalive_ms;         /* grpc.keepalive_ms: 0 = off */
+	bool tls;                 /* grpcs://: TLS, ALPN h2, server verified */
+	const char *tls_ca;       /* grpc.tls_ca (PEM), NULL = system store;
+	                             read at create only */
 };
 
 /* tp_grpc_client_create prepares a client (no connection yet) and starts
@@ -56,10 +62,20 @@ int tp_grpc_client_create(struct tp_grpc_client **out,
  */
 int tp_grpc_client_call(struct tp_grpc_client *cl, struct bus_call *c);
 
-/* tp_grpc_client_health: 0 ("ok") when the breaker is closed and the last
- * attempt did not fail (or none yet); MS_EUNAVAIL with "circuit open: <last
- * error>", "connecting: <last error>" or "<last error>" otherwise. Any
- * thread; does not block (reads a locked snapshot). */
+/*
+ * tp_grpc_client_health reports the endpoint with its circuit-breaker state:
+ * 0 with "circuit closed: connected to HOST:PORT" (or "circuit closed:
+ * idle, ..." when it answered before and the connection has gone since);
+ * MS_EUNAVAIL with "circuit open: <last error>", "circuit half-open,
+ * probing: <last error>", "circuit closed: <last error>" (", connecting:"
+ * while a connect is under way) or "circuit closed: not connected to
+ * HOST:PORT yet". Unless closed and connected, it also starts
+ * a probe (grpc.health.v1.Health/Check through the call path, so it feeds
+ * the breaker; at most one per second) whose outcome a later report shows:
+ * that is how a process sees a peer that is not there yet, or is back,
+ * without a module calling it. Any thread; does not block (reads a locked
+ * snapshot).
+ */
 int tp_grpc_client_health(struct tp_grpc_client *cl, char *desc,
                           size_t desclen);
 

@@ -4,10 +4,13 @@
  * registry. An instance is either a server (url NULL: listen on grpc.listen
  * and answer every call with bus_dispatch, see server.h) or a client of one
  * remote endpoint (url "grpc://HOST:PORT", see client.h). The protocol work
- * is in server.c / client.c, the sockets in loop.c.
+ * is in server.c / client.c, the sockets in loop.c. A second table,
+ * tp_grpcs_ops, is the same client over TLS ("grpcs://HOST:PORT", CAs from
+ * grpc.tls_ca); the server speaks TLS when grpc.tls_cert/tls_key are set.
  *
- * Threads: init/start/stop/fini on the main thread; call and health on any
- * thread (they go straight to the client, which is thread safe).
+ * Threads: init/start/quiesce/stop/fini on the main thread; call and
+ * health on any thread (they go straight to the client, which is thread
+ * safe).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,19 +37,26 @@ struct grpc {
 };
 
 /*
- * parse_url splits "grpc://HOST:PORT" ("grpc://[::1]:PORT" for IPv6) into
- * |host| and *port. Returns 0 or MS_EINVAL.
+ * parse_url splits "grpc://HOST:PORT" or "grpcs://HOST:PORT"
+ * ("grpc://[::1]:PORT" for IPv6) into |host|, *port and *tls. Returns 0 or
+ * MS_EINVAL.
  */
 static int
-parse_url(const char *url, char *host, size_t hostlen, uint16_t *port)
+parse_url(const char *url, char *host, size_t hostlen, uint16_t *port,
+          bool *tls)
 {
-	const char *p = url + strlen("grpc://");
+	const char *p;
 	const char *colon;
 	size_t n;
 	char *end;
 	long v;
 
-	if (strncmp(url, "grpc://", 7) != 0 || *p == '\0') {
+	*tls = strncmp(url, "grpcs://", 8) == 0;
+	if (!*tls && strncmp(url, "grpc://", 7) != 0) {
+		return MS_EINVAL;
+	}
+	p = url + (*tls ? 8 : 7);
+	if (*p == '\0') {
 		return MS_EINVAL;
 	}
 	if (*p == '[') {
@@ -99,14 +109,33 @@ grpc_init(struct bus_transport *t, const char *url, const struct ms_config *cfg)
 		    (int)ms_config_int(cfg, "grpc.keepalive_permit_ms");
 		g->sopts.max_connections =
 		    (int)ms_config_int(cfg, "grpc.max_connections");
+		g->sopts.idle_timeout_ms =
+		    (int)ms_config_int(cfg, "grpc.idle_timeout_s") * 1000;
+		g->sopts.request_timeout_ms =
+		    (int)ms_config_int(cfg, "grpc.request_timeout_s") * 1000;
+		/* Borrowed from the config, which outlives the transport;
+		 * the server copies the key and reads the files at start. */
+		g->sopts.api_key = ms_config_str(cfg, "grpc.api_key");
+		g->sopts.tls_cert = ms_config_str(cfg, "grpc.tls_cert");
+		g->sopts.tls_key = ms_config_str(cfg, "grpc.tls_key");
+		if ((g->sopts.tls_cert == NULL) != (g->sopts.tls_key == NULL)) {
+			MS_ERROR("grpc", "grpc.tls_cert and grpc.tls_key go "
+			                 "together: set both, or neither");
+			return MS_ECONFIG;
+		}
 		g->stop_timeout_ms =
 		    (int)ms_config_int(cfg, "node.shutdown_timeout_ms");
 		return 0;
 	}
-	if (parse_url(url, g->host, sizeof(g->host), &g->copts.port) != 0) {
-		MS_ERROR("grpc", "%s: expected grpc://HOST:PORT", url);
+	if (parse_url(url, g->host, sizeof(g->host), &g->copts.port,
+	              &g->copts.tls) != 0) {
+		MS_ERROR("grpc",
+		         "%s: expected grpc://HOST:PORT or "
+		         "grpcs://HOST:PORT",
+		         url);
 		return MS_EINVAL;
 	}
+	g->copts.tls_ca = ms_config_str(cfg, "grpc.tls_ca");
 	g->copts.host = g->host;
 	g->copts.max_message = (size_t)ms_config_int(cfg, "grpc.max_message");
 	g->copts.connect_timeout_ms =
@@ -135,6 +164,18 @@ grpc_start(struct bus_transport *t)
 		return tp_grpc_server_start(&g->srv, t->bus, &g->sopts, &port);
 	}
 	return tp_grpc_client_create(&g->cl, &g->copts);
+}
+
+/* Only a server has anything to stop accepting; a client's calls are this
+ * process's own and go on until stop. */
+static void
+grpc_quiesce(struct bus_transport *t)
+{
+	struct grpc *g = tp_priv(t);
+
+	if (g->is_server) {
+		tp_grpc_server_quiesce(g->srv);
+	}
 }
 
 static void
@@ -191,6 +232,23 @@ const struct bus_transport_ops tp_grpc_ops = {
     .listen_key = "grpc.listen",
     .init = grpc_init,
     .start = grpc_start,
+    .quiesce = grpc_quiesce,
+    .stop = grpc_stop,
+    .fini = grpc_fini,
+    .call = grpc_call,
+    .health = grpc_health,
+};
+
+/* grpcs://: the same client over TLS (grpc.tls_ca). No listen_key: the one
+ * server instance (tp_grpc_ops, grpc.listen) speaks TLS or h2c as
+ * grpc.tls_cert says. */
+const struct bus_transport_ops tp_grpcs_ops = {
+    .scheme = "grpcs",
+    .caps = BUS_CAP_CALL,
+    .priv_size = sizeof(struct grpc),
+    .init = grpc_init,
+    .start = grpc_start,
+    .quiesce = grpc_quiesce,
     .stop = grpc_stop,
     .fini = grpc_fini,
     .call = grpc_call,

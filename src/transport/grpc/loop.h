@@ -5,6 +5,8 @@
  * sockets, an eventfd for cross-thread posts, and a list of timers.
  * Everything above it (server.c, client.c) is I/O-free: it receives bytes
  * through on_read, hands bytes to tp_grpc_conn_write, and never blocks.
+ * TLS (OpenSSL), when a loop has a context, is a layer inside each
+ * connection here: the layers above still see plaintext bytes only.
  *
  * Why our own epoll loop rather than libuv/libevent: the transport needs
  * only accept, connect, read, buffered write, timers and a wake-up; that
@@ -52,6 +54,16 @@ void tp_grpc_loop_destroy(struct tp_grpc_loop *loop);
  * MS_ENOMEM. Posting from the loop thread is allowed (runs on the next
  * turn, never inline).
  */
+/*
+ * tp_grpc_loop_on_posts makes the loop thread call fn(arg) after every
+ * batch of posts it runs (and on tp_grpc_loop_test_turn), before any
+ * connection is reaped: work a post leaves for "once per batch" (the
+ * server sends the answers of many calls to one connection with one
+ * flush). Main thread, before start.
+ */
+void tp_grpc_loop_on_posts(struct tp_grpc_loop *loop, void (*fn)(void *arg),
+                           void *arg);
+
 int tp_grpc_loop_post(struct tp_grpc_loop *loop, void (*fn)(void *arg),
 		      void *arg);
 
@@ -150,6 +162,17 @@ int tp_grpc_conn_write(struct tp_grpc_conn *c, const uint8_t *buf,
 /* tp_grpc_conn_pending returns the bytes buffered and not yet sent. */
 size_t tp_grpc_conn_pending(const struct tp_grpc_conn *c);
 
+/*
+ * tp_grpc_conn_cork makes tp_grpc_conn_write only buffer, until
+ * tp_grpc_conn_uncork sends everything written meanwhile with one send(2).
+ * nghttp2 hands its output over frame by frame (a unary response is three
+ * frames): corked around that, a response costs one syscall and one TCP
+ * segment instead of three. Loop thread; never leave a connection corked
+ * across a return to the loop.
+ */
+void tp_grpc_conn_cork(struct tp_grpc_conn *c);
+void tp_grpc_conn_uncork(struct tp_grpc_conn *c);
+
 /* tp_grpc_conn_close closes after the write buffer is flushed (bounded by
  * 5 s); on_close(…, 0) follows. Idempotent. */
 void tp_grpc_conn_close(struct tp_grpc_conn *c);
@@ -163,5 +186,68 @@ const char *tp_grpc_conn_peer(const struct tp_grpc_conn *c);
 
 /* tp_grpc_conn_loop returns the loop the connection belongs to. */
 struct tp_grpc_loop *tp_grpc_conn_loop(const struct tp_grpc_conn *c);
+
+/* ---- TLS ---------------------------------------------------------------- */
+
+/*
+ * A TLS context (OpenSSL): a server's certificate and key, or a client's
+ * trusted CAs. Given to a loop with tp_grpc_loop_set_tls, it makes every
+ * connection the loop accepts or opens afterwards a TLS connection: the
+ * handshake runs non-blocking in the loop before on_open (an accept gives
+ * up after 10 s; a connect within its connect timeout); ALPN must agree
+ * on "h2", or the connection fails (on_open with MS_EPROTO for a connect;
+ * closed for an accept); then on_read and tp_grpc_conn_write carry the
+ * plaintext, the owners never see TLS. A client checks the server's
+ * certificate against its CAs and the host given to tp_grpc_connect (a
+ * name, also sent as SNI, or an IP address). TLS 1.2 or later. OpenSSL
+ * writes with write(2): the process must ignore SIGPIPE (main does).
+ *
+ * tp_grpc_tls_server_new reads the PEM certificate chain |cert_file| and
+ * its key |key_file|; tp_grpc_tls_client_new reads the PEM CAs |ca_file|
+ * (NULL: the system's trust store). Both return 0, MS_EIO (a file cannot
+ * be read, or key and certificate do not match: logged with OpenSSL's
+ * reason), MS_ENOTSUP (built without OpenSSL) or MS_ENOMEM.
+ * tp_grpc_tls_free frees a context no loop owns (NULL is a no-op).
+ */
+struct tp_grpc_tls;
+
+int tp_grpc_tls_server_new(struct tp_grpc_tls **out, const char *cert_file,
+			   const char *key_file);
+int tp_grpc_tls_client_new(struct tp_grpc_tls **out, const char *ca_file);
+void tp_grpc_tls_free(struct tp_grpc_tls *tls);
+
+/* tp_grpc_loop_set_tls gives |tls| to |loop|, which frees it in
+ * tp_grpc_loop_destroy. Main thread, before tp_grpc_loop_start, before
+ * tp_grpc_listen and tp_grpc_connect. */
+void tp_grpc_loop_set_tls(struct tp_grpc_loop *loop, struct tp_grpc_tls *tls);
+
+/* tp_grpc_conn_tls tells whether |c| speaks TLS. */
+bool tp_grpc_conn_tls(const struct tp_grpc_conn *c);
+
+/* ---- test hooks (fuzz/, tests/) ----------------------------------------- */
+
+/*
+ * Socketless connections, so that a connection's owner (server.c) can be
+ * driven with bytes without I/O, on the caller's thread, on a loop that is
+ * never started: the caller plays the loop thread. Not for production use.
+ *
+ * tp_grpc_conn_test_accept makes a connection with no socket (peer "test"),
+ * hands it to on_accept as an accepted one (which must set its ops), then
+ * calls on_open(c, arg, 0). What the owner writes to it is dropped. Returns
+ * NULL on ENOMEM. tp_grpc_conn_test_read hands |len| bytes to on_read
+ * (an error from it aborts the connection, as a socket read would) and
+ * returns on_read's code, or MS_ECLOSED when the connection is closed.
+ * tp_grpc_loop_test_turn does what the end of a loop turn does: runs the
+ * posts, the timers that are due, and the on_close of every connection
+ * closed or aborted since (after which it is freed). Abort what is left
+ * with tp_grpc_conn_abort and turn once more before destroying the loop.
+ */
+struct tp_grpc_conn *
+tp_grpc_conn_test_accept(struct tp_grpc_loop *loop,
+                         void (*on_accept)(void *arg, struct tp_grpc_conn *c),
+                         void *arg);
+int tp_grpc_conn_test_read(struct tp_grpc_conn *c, const uint8_t *buf,
+                           size_t len);
+void tp_grpc_loop_test_turn(struct tp_grpc_loop *loop);
 
 #endif

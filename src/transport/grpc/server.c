@@ -18,8 +18,17 @@
  * RST_STREAM (wire.md §1.4), sent from on_frame_send once the trailers are
  * really out.
  *
+ * Limits against slow and idle clients: the connection preface must come
+ * within grpc.request_timeout_s of the accept, and each call's request
+ * within as long of its first HEADERS byte (else CANCELLED; a header block
+ * still incomplete costs the connection); a connection with no call that
+ * sends no frame for grpc.idle_timeout_s gets GOAWAY and is closed.
+ * Access: with grpc.api_key set, a method the module marked with
+ * bus_restrict needs the metadata x-api-key (one value, compared in
+ * constant time), else UNAUTHENTICATED, decided from the headers.
+ *
  * Threads:
- *  - main thread: tp_grpc_server_start / tp_grpc_server_stop;
+ *  - main thread: tp_grpc_server_start / _quiesce / _stop;
  *  - loop thread: connections, nghttp2 sessions, streams, timers, the
  *    health and reflection handlers; every struct conn / struct stream
  *    field, and job->st;
@@ -51,6 +60,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/trace.h"
 #include "core/util.h"
 #include "descriptors.h"
 #include "grpc/health/v1/health.pb-c.h"
@@ -75,6 +85,7 @@
 #define MAX_NESTING      32 /* descriptor nesting the reflection index walks */
 #define SYMBOL_LEN       512
 #define REFUSE_LOG_MS    10000 /* at most one "refused" line per 10 s */
+#define API_KEY_MAX      256   /* grpc.api_key: the config's bound */
 /* Response bytes a stream may hold that nghttp2 has not taken yet (the
  * client is slow to read): one message of the largest size, plus slack for
  * the small ones of a streaming call. */
@@ -149,6 +160,12 @@ struct stream {
 	bool encoded; /* grpc-encoding names a coding other than identity */
 	char service[SERVICE_LEN];
 	char method[METHOD_LEN];
+	bool headers_done; /* the request's header block is complete */
+	int keys;          /* x-api-key values received */
+	bool key_ok;       /* exactly one, and it is grpc.api_key */
+	/* grpc.request_timeout_s: from the first HEADERS byte to the
+	 * request's END_STREAM (not for bidi reflection) */
+	struct tp_grpc_timer rx_timer;
 
 	/* request messages */
 	struct tp_grpc_reader reader;
@@ -185,6 +202,16 @@ struct conn {
 	bool calm;      /* GOAWAY(ENHANCE_YOUR_CALM) submitted */
 	bool calm_sent; /* ... and sent: close now */
 	bool closing;   /* tp_grpc_conn_close called */
+	/* slow and idle clients (grpc.request_timeout_s, idle_timeout_s) */
+	struct tp_grpc_timer timer;
+	int64_t accepted_ms;
+	int64_t last_rx_ms; /* a frame (or a header block) began */
+	bool got_preface;   /* the client's first SETTINGS arrived */
+	bool idled;         /* GOAWAY for idleness submitted */
+
+	/* answered calls not flushed yet: on srv->flush_list */
+	bool flush_due;
+	struct conn *flush_next;
 };
 
 /* The reflection index over the embedded FileDescriptorSet. */
@@ -219,10 +246,18 @@ struct tp_grpc_server {
 	size_t nserved;
 	struct refl refl;
 
-	struct conn *conns;     /* loop thread */
+	char api_key[API_KEY_MAX + 1]; /* grpc.api_key, or "" */
+	size_t api_key_len;
+	struct conn *conns; /* loop thread */
+	/* loop thread: connections with answers not flushed yet */
+	struct conn *flush_list;
 	uint64_t refused;       /* loop thread: connections refused */
 	int64_t refused_log_ms; /* loop thread: last "refused" log line */
 	atomic_bool stopping;
+	/* main thread only: the quiesce (begin_shutdown posted or not) */
+	bool quiesced;
+	bool shutdown_posted;
+	int64_t quiesce_ms; /* ms_now_ms at the quiesce */
 
 	pthread_mutex_t mu;
 	pthread_cond_t work_cv; /* a job was queued, or stop */
@@ -579,9 +614,59 @@ job_done(void *arg)
 		} else if (send_bytes(st, job->reply, job->reply_len) == 0) {
 			finish(st, TP_GRPC_OK, NULL);
 		}
-		conn_flush(cn);
+		/* Not flushed here: flush_answered does it once for all the
+		 * answers of this batch of posts (one send(2) for many,
+		 * where there used to be one per answer). */
+		if (!cn->flush_due) {
+			cn->flush_due = true;
+			cn->flush_next = cn->srv->flush_list;
+			cn->srv->flush_list = cn;
+		}
 	}
 	job_unref(job);
+}
+
+/* Loop thread, after each batch of posts (tp_grpc_loop_on_posts). */
+static void
+flush_answered(void *arg)
+{
+	struct tp_grpc_server *srv = arg;
+
+	while (srv->flush_list) {
+		struct conn *cn = srv->flush_list;
+
+		srv->flush_list = cn->flush_next;
+		cn->flush_due = false;
+		conn_flush(cn);
+	}
+}
+
+/* job_run runs |job|'s handler, unless its stream is already gone. Any
+ * thread (a worker's; the caller's in the test hook). */
+static void
+job_run(struct tp_grpc_server *srv, struct job *job)
+{
+	char saved[MS_TRACEPARENT_SIZE];
+	int64_t t0;
+
+	if (atomic_load(&job->cancelled)) {
+		job->rc = MS_ECANCELED;
+		return;
+	}
+	/* The call runs under the caller's trace (its traceparent metadata),
+	 * or a new one when it sent none; one INFO line per served call, so
+	 * that a trace can be followed through this process's log too. */
+	ms_trace_save(saved);
+	ms_trace_begin(job->traceparent[0] ? job->traceparent : NULL);
+	t0 = ms_now_us();
+	job->rc = bus_dispatch(
+	    srv->bus, job->service, job->method, job->req, job->req_len,
+	    job->deadline_ms, job->traceparent[0] ? job->traceparent : NULL,
+	    &job->reply, &job->reply_len, job->detail, sizeof(job->detail));
+	MS_INFO(SUB, "served /%s/%s: %s in %.3f ms", job->service, job->method,
+	        tp_grpc_status_name(ms_err_grpc(job->rc)),
+	        (double)(ms_now_us() - t0) / 1e3);
+	ms_trace_restore(saved);
 }
 
 static void *
@@ -607,16 +692,7 @@ worker_main(void *arg)
 		srv->qlen--;
 		pthread_mutex_unlock(&srv->mu);
 
-		if (atomic_load(&job->cancelled)) {
-			job->rc = MS_ECANCELED;
-		} else {
-			job->rc = bus_dispatch(
-			    srv->bus, job->service, job->method, job->req,
-			    job->req_len, job->deadline_ms,
-			    job->traceparent[0] ? job->traceparent : NULL,
-			    &job->reply, &job->reply_len, job->detail,
-			    sizeof(job->detail));
-		}
+		job_run(srv, job);
 		/* The post fails only once the loop has stopped: then no
 		 * stream waits for the answer. */
 		if (tp_grpc_loop_post(srv->loop, job_done, job) != 0) {
@@ -1249,12 +1325,46 @@ deadline_expired(void *arg)
 	conn_flush(cn);
 }
 
+/*
+ * grpc.request_timeout_s passed and the request is still not all here: a
+ * slow (or slowloris) client must not hold a stream, its buffers and a
+ * connection slot for ever. A header block still incomplete cannot be
+ * answered on its stream: the connection goes (GOAWAY, then closed).
+ */
+static void
+request_expired(void *arg)
+{
+	struct stream *st = arg;
+	struct conn *cn = st->conn;
+	char msg[96];
+
+	if (!st->headers_done) {
+		MS_DEBUG(SUB,
+		         "%s: stream %d: headers not complete within %d ms: "
+		         "closing the connection",
+		         tp_grpc_conn_peer(cn->c), st->id,
+		         cn->srv->opts.request_timeout_ms);
+		nghttp2_session_terminate_session(cn->ses,
+		                                  NGHTTP2_ENHANCE_YOUR_CALM);
+		conn_flush(cn);
+		return;
+	}
+	snprintf(msg, sizeof(msg),
+	         "request not received within %d ms (grpc.request_timeout_s)",
+	         cn->srv->opts.request_timeout_ms);
+	st->rst_code = NGHTTP2_CANCEL;
+	finish(st, TP_GRPC_CANCELLED, msg);
+	conn_flush(cn);
+}
+
 static void
 stream_free(struct stream *st)
 {
 	struct conn *cn = st->conn;
 
 	tp_grpc_timer_stop(cn->srv->loop, &st->timer);
+	tp_grpc_timer_stop(cn->srv->loop, &st->rx_timer);
+	cn->last_rx_ms = ms_now_ms(); /* the idle time counts from here */
 	detach_job(st);
 	if (!st->finished && st->kind != K_NONE) {
 		record(st, TP_GRPC_CANCELLED); /* reset by the client */
@@ -1306,6 +1416,7 @@ on_request_headers(struct stream *st)
 	char msg[PATH_LEN + 32];
 	bool known;
 
+	st->headers_done = true;
 	if (!st->is_post) {
 		respond_http(st, "405");
 		return;
@@ -1331,6 +1442,20 @@ on_request_headers(struct stream *st)
 			         st->service);
 		}
 		finish(st, TP_GRPC_UNIMPLEMENTED, msg);
+		return;
+	}
+	if (st->kind == K_REFLECT) {
+		/* Bidi: the client may keep its side open between queries. */
+		tp_grpc_timer_stop(srv->loop, &st->rx_timer);
+	}
+	/* Admin methods (bus_restrict) with grpc.api_key set: decided from
+	 * the headers, before the body is read. */
+	if (st->kind == K_BUS && srv->api_key_len > 0 && !st->key_ok &&
+	    bus_restricted(srv->bus, st->service, st->method)) {
+		finish(st, TP_GRPC_UNAUTHENTICATED,
+		       st->keys == 0
+		           ? "this method needs the metadata x-api-key"
+		           : "wrong x-api-key");
 		return;
 	}
 	if (st->has_timeout) {
@@ -1363,6 +1488,7 @@ on_message(struct stream *st, uint8_t *msg, size_t len)
 static void
 on_request_end(struct stream *st)
 {
+	tp_grpc_timer_stop(st->conn->srv->loop, &st->rx_timer);
 	if (st->finished || st->kind == K_NONE) {
 		return;
 	}
@@ -1448,6 +1574,13 @@ on_begin_headers(nghttp2_session *ses, const nghttp2_frame *frame, void *ud)
 	st->t0_us = ms_now_us();
 	st->rst_code = NGHTTP2_NO_ERROR;
 	tp_grpc_reader_init(&st->reader, cn->srv->opts.max_message);
+	cn->last_rx_ms = ms_now_ms();
+	if (cn->srv->opts.request_timeout_ms > 0) {
+		tp_grpc_timer_start(cn->srv->loop, &st->rx_timer,
+		                    cn->last_rx_ms +
+		                        cn->srv->opts.request_timeout_ms,
+		                    request_expired, st);
+	}
 	st->next = cn->streams;
 	if (cn->streams) {
 		cn->streams->prev = st;
@@ -1500,6 +1633,15 @@ on_header(nghttp2_session *ses, const nghttp2_frame *frame, const uint8_t *name,
 		}
 	} else if (name_is(name, namelen, "grpc-encoding")) {
 		st->encoded = !(valuelen == 8 && memcmp(v, "identity", 8) == 0);
+	} else if (name_is(name, namelen, "x-api-key")) {
+		const struct tp_grpc_server *srv = st->conn->srv;
+
+		/* One value only: a request must not try several keys. The
+		 * value is never logged. */
+		st->keys++;
+		st->key_ok =
+		    st->keys == 1 && srv->api_key_len > 0 &&
+		    ms_ct_equal(srv->api_key, srv->api_key_len, v, valuelen);
 	} else if (name_is(name, namelen, "traceparent")) {
 		if (valuelen < sizeof(st->traceparent)) {
 			memcpy(st->traceparent, v, valuelen);
@@ -1573,7 +1715,12 @@ on_frame_recv(nghttp2_session *ses, const nghttp2_frame *frame, void *ud)
 	struct conn *cn = ud;
 	struct stream *st;
 
+	cn->last_rx_ms = ms_now_ms();
 	switch (frame->hd.type) {
+	case NGHTTP2_SETTINGS:
+		/* The first one ends the client's connection preface. */
+		cn->got_preface = true;
+		break;
 	case NGHTTP2_HEADERS:
 		st = nghttp2_session_get_stream_user_data(ses,
 		                                          frame->hd.stream_id);
@@ -1667,9 +1814,12 @@ conn_flush(struct conn *cn)
 	const uint8_t *data;
 	ssize_t n;
 
+	/* Every frame nghttp2 has ready goes out in one send(2) (loop.h). */
+	tp_grpc_conn_cork(cn->c);
 	while (!cn->closing) {
 		if (!cn->calm &&
 		    tp_grpc_conn_pending(cn->c) >= TP_GRPC_CONN_HIGH_WATER) {
+			tp_grpc_conn_uncork(cn->c);
 			return;
 		}
 		n = nghttp2_session_mem_send(cn->ses, &data);
@@ -1685,12 +1835,14 @@ conn_flush(struct conn *cn)
 		}
 		if (tp_grpc_conn_write(cn->c, data, (size_t)n) != 0) {
 			cn->closing = true; /* the connection is going */
+			tp_grpc_conn_uncork(cn->c);
 			return;
 		}
 		if (cn->calm_sent) {
 			break;
 		}
 	}
+	tp_grpc_conn_uncork(cn->c);
 	if (!cn->closing &&
 	    (cn->calm_sent || (!nghttp2_session_want_read(cn->ses) &&
 	                       !nghttp2_session_want_write(cn->ses)))) {
@@ -1745,6 +1897,15 @@ conn_on_close(struct tp_grpc_conn *c, void *arg, int rc)
 
 	MS_DEBUG(SUB, "%s: closed (%s)", tp_grpc_conn_peer(c),
 	         rc == 0 ? "done" : ms_strerror(rc));
+	tp_grpc_timer_stop(srv->loop, &cn->timer);
+	/* Normally flushed before any reap; never leave a dangling entry. */
+	for (struct conn **pp = &srv->flush_list; cn->flush_due && *pp;
+	     pp = &(*pp)->flush_next) {
+		if (*pp == cn) {
+			*pp = cn->flush_next;
+			break;
+		}
+	}
 	while (cn->streams) {
 		stream_free(cn->streams);
 	}
@@ -1770,6 +1931,86 @@ static const struct tp_grpc_conn_ops conn_ops = {
     .on_writable = conn_on_writable,
     .on_close = conn_on_close,
 };
+
+/*
+ * The connection's timer: the preface bound (grpc.request_timeout_s from
+ * the accept: a client that connects and dribbles, or sends nothing, is
+ * closed) and the idle bound (grpc.idle_timeout_s without a frame while
+ * no call is open: GOAWAY, then closed). It fires at the earliest due
+ * time and re-arms from the last frame received, so traffic costs no
+ * timer work.
+ */
+static void conn_timer_fired(void *arg);
+
+static void
+conn_timer_arm(struct conn *cn)
+{
+	const struct tp_grpc_server_opts *o = &cn->srv->opts;
+	int64_t due = INT64_MAX;
+
+	if (!cn->got_preface && o->request_timeout_ms > 0) {
+		due = cn->accepted_ms + o->request_timeout_ms;
+	}
+	if (o->idle_timeout_ms > 0 && !cn->idled) {
+		int64_t idle = cn->last_rx_ms + o->idle_timeout_ms;
+		int64_t now = ms_now_ms();
+
+		/* Calls open (a Watch may be quiet for hours): not idle;
+		 * look again later rather than every turn. */
+		if (cn->streams != NULL && idle <= now) {
+			idle = now + o->idle_timeout_ms;
+		}
+		if (idle < due) {
+			due = idle;
+		}
+	}
+	if (due != INT64_MAX) {
+		tp_grpc_timer_start(cn->srv->loop, &cn->timer, due,
+		                    conn_timer_fired, cn);
+	}
+}
+
+static void
+conn_timer_fired(void *arg)
+{
+	struct conn *cn = arg;
+	const struct tp_grpc_server_opts *o = &cn->srv->opts;
+	int64_t now = ms_now_ms();
+
+	if (cn->closing) {
+		return;
+	}
+	if (!cn->got_preface &&
+	    ((o->request_timeout_ms > 0 &&
+	      now >= cn->accepted_ms + o->request_timeout_ms) ||
+	     (o->idle_timeout_ms > 0 &&
+	      now >= cn->last_rx_ms + o->idle_timeout_ms))) {
+		/* Nothing HTTP/2 to say to it yet. */
+		MS_DEBUG(SUB, "%s: no HTTP/2 preface in time: closing",
+		         tp_grpc_conn_peer(cn->c));
+		ms_metrics_count("monoshop_grpc_server_slow_closed_total", "",
+		                 1);
+		cn->closing = true;
+		tp_grpc_conn_abort(cn->c, MS_ETIMEDOUT);
+		return;
+	}
+	if (o->idle_timeout_ms > 0 && !cn->idled && cn->streams == NULL &&
+	    now >= cn->last_rx_ms + o->idle_timeout_ms) {
+		static const char debug[] = "idle";
+
+		MS_DEBUG(SUB, "%s: idle for %d ms: GOAWAY",
+		         tp_grpc_conn_peer(cn->c), o->idle_timeout_ms);
+		cn->idled = true;
+		nghttp2_submit_goaway(
+		    cn->ses, NGHTTP2_FLAG_NONE,
+		    nghttp2_session_get_last_proc_stream_id(cn->ses),
+		    NGHTTP2_NO_ERROR, (const uint8_t *)debug,
+		    sizeof(debug) - 1);
+		conn_flush(cn); /* closes once the GOAWAY is out */
+		return;
+	}
+	conn_timer_arm(cn);
+}
 
 /* A refused connection: closed at once, nothing to be told. */
 static const struct tp_grpc_conn_ops refused_ops = {0};
@@ -1843,6 +2084,8 @@ on_accept(void *arg, struct tp_grpc_conn *c)
 	srv->nconns++;
 	pthread_mutex_unlock(&srv->mu);
 	tp_grpc_conn_set_ops(c, &conn_ops, cn);
+	cn->accepted_ms = cn->last_rx_ms = ms_now_ms();
+	conn_timer_arm(cn);
 	MS_DEBUG(SUB, "%s: connected", tp_grpc_conn_peer(c));
 }
 
@@ -1932,6 +2175,16 @@ srv_init(struct tp_grpc_server *srv, struct bus *bus,
 	srv->bus = bus;
 	srv->opts = *opts;
 	srv->opts.listen = NULL;
+	/* Copied: the key must not depend on the config's lifetime. */
+	if (opts->api_key != NULL) {
+		srv->api_key_len = ms_strlcpy(srv->api_key, opts->api_key,
+		                              sizeof(srv->api_key));
+		if (srv->api_key_len >= sizeof(srv->api_key)) {
+			srv->api_key_len = sizeof(srv->api_key) - 1;
+		}
+	}
+	srv->opts.api_key = NULL;
+	srv->opts.tls_cert = srv->opts.tls_key = NULL;
 	atomic_init(&srv->stopping, false);
 	pthread_mutex_init(&srv->mu, NULL);
 	pthread_condattr_init(&ca);
@@ -1979,7 +2232,10 @@ srv_init(struct tp_grpc_server *srv, struct bus *bus,
 	if (srv->queue == NULL || srv->workers == NULL) {
 		return MS_ENOMEM;
 	}
-	return tp_grpc_loop_create(&srv->loop, "grpc-server");
+	if ((rc = tp_grpc_loop_create(&srv->loop, "grpc-server")) == 0) {
+		tp_grpc_loop_on_posts(srv->loop, flush_answered, srv);
+	}
+	return rc;
 }
 
 int
@@ -2001,6 +2257,17 @@ tp_grpc_server_start(struct tp_grpc_server **out, struct bus *bus,
 	if ((rc = srv_init(srv, bus, opts)) != 0) {
 		srv_free(srv);
 		return rc;
+	}
+	if (opts->tls_cert != NULL && opts->tls_key != NULL) {
+		struct tp_grpc_tls *tls;
+
+		/* The loop owns it: every accepted connection speaks TLS. */
+		if ((rc = tp_grpc_tls_server_new(&tls, opts->tls_cert,
+		                                 opts->tls_key)) != 0) {
+			srv_free(srv);
+			return rc;
+		}
+		tp_grpc_loop_set_tls(srv->loop, tls);
 	}
 	rc = tp_grpc_listen(srv->loop, opts->listen, on_accept, srv, &bound);
 	if (rc != 0) {
@@ -2024,12 +2291,28 @@ tp_grpc_server_start(struct tp_grpc_server **out, struct bus *bus,
 	colon = strrchr(opts->listen, ':');
 	snprintf(srv->bound, sizeof(srv->bound), "%.*s:%u",
 	         (int)(colon - opts->listen), opts->listen, bound);
-	MS_INFO(SUB, "listening on %s", srv->bound);
+	MS_INFO(SUB, "listening on %s%s%s", srv->bound,
+	        opts->tls_cert != NULL ? " (TLS, ALPN h2)" : " (h2c)",
+	        srv->api_key_len > 0 ? ", admin methods need x-api-key" : "");
 	if (port) {
 		*port = bound;
 	}
 	*out = srv;
 	return 0;
+}
+
+void
+tp_grpc_server_quiesce(struct tp_grpc_server *srv)
+{
+	if (srv == NULL || srv->quiesced) {
+		return;
+	}
+	srv->quiesced = true;
+	srv->quiesce_ms = ms_now_ms();
+	atomic_store(&srv->stopping, true);
+	srv->shutdown_posted =
+	    tp_grpc_loop_post(srv->loop, begin_shutdown, srv) == 0;
+	MS_INFO(SUB, "%s: no longer accepting calls (GOAWAY sent)", srv->bound);
 }
 
 void
@@ -2042,9 +2325,11 @@ tp_grpc_server_stop(struct tp_grpc_server *server, int timeout_ms)
 	if (srv == NULL) {
 		return;
 	}
-	deadline = ms_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
-	atomic_store(&srv->stopping, true);
-	if (tp_grpc_loop_post(srv->loop, begin_shutdown, srv) == 0) {
+	tp_grpc_server_quiesce(srv);
+	/* The time allowed counts from the quiesce: the whole shutdown has
+	 * one bound, not one per step. */
+	deadline = srv->quiesce_ms + (timeout_ms > 0 ? timeout_ms : 0);
+	if (srv->shutdown_posted) {
 		pthread_mutex_lock(&srv->mu);
 		while (srv->nconns > 0) {
 			int64_t now = ms_now_ms();
@@ -2095,4 +2380,76 @@ tp_grpc_server_health(struct tp_grpc_server *server, char *desc, size_t desclen)
 	pthread_mutex_unlock(&srv->mu);
 	snprintf(desc, desclen, "serving on %s, %d connections", srv->bound, n);
 	return 0;
+}
+
+/* ---- test hook (server.h) ----------------------------------------------- */
+
+int
+tp_grpc_server_test_create(struct tp_grpc_server **out, struct bus *bus,
+                           const struct tp_grpc_server_opts *opts)
+{
+	struct tp_grpc_server *srv;
+	int rc;
+
+	assert(out != NULL && bus != NULL && opts != NULL);
+	assert(opts->threads > 0 && opts->max_streams > 0);
+	*out = NULL;
+	if ((srv = calloc(1, sizeof(*srv))) == NULL) {
+		return MS_ENOMEM;
+	}
+	if ((rc = srv_init(srv, bus, opts)) != 0) {
+		srv_free(srv);
+		return rc;
+	}
+	*out = srv;
+	return 0;
+}
+
+int
+tp_grpc_server_test_feed(struct tp_grpc_server *srv, const uint8_t *buf,
+                         size_t len)
+{
+	if (srv->conns == NULL) {
+		if (tp_grpc_conn_test_accept(srv->loop, on_accept, srv) ==
+		    NULL) {
+			return MS_ENOMEM;
+		}
+		if (srv->conns == NULL) { /* refused: out of memory */
+			tp_grpc_loop_test_turn(srv->loop);
+			return MS_ENOMEM;
+		}
+	}
+	tp_grpc_conn_test_read(srv->conns->c, buf, len);
+	/* The workers' part, on this thread: each call queued by these
+	 * bytes runs, and its answer goes out as job_done would send it
+	 * once posted back. */
+	while (srv->qlen > 0) {
+		struct job *job = srv->queue[srv->qhead];
+
+		srv->qhead = (srv->qhead + 1) % srv->qcap;
+		srv->qlen--;
+		job_run(srv, job);
+		job_done(job);
+	}
+	tp_grpc_loop_test_turn(srv->loop);
+	return srv->conns != NULL;
+}
+
+void
+tp_grpc_server_test_close(struct tp_grpc_server *srv)
+{
+	for (struct conn *cn = srv->conns; cn; cn = cn->next) {
+		tp_grpc_conn_abort(cn->c, MS_ECLOSED);
+	}
+	tp_grpc_loop_test_turn(srv->loop);
+}
+
+void
+tp_grpc_server_test_destroy(struct tp_grpc_server *srv)
+{
+	if (srv == NULL) {
+		return;
+	}
+	tp_grpc_server_test_close(srv);
+	srv_free(srv);
 }
