@@ -1020,7 +1020,9 @@ def connect_refused(port, timeout=1.0):
     try:
         s.connect(("127.0.0.1", port))
         return False
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
+        # A reset is a connect that raced the listener's close: the
+        # connection was not taken either.
         return True
     finally:
         s.close()
