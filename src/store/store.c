@@ -242,7 +242,7 @@ store_open(struct store **out, const char *dir, const char *name,
 	 * the store locked, and under checkout load it took ~20% of the CPU
 	 * (page writes and two fdatasyncs each time). Checkpointing 4x less
 	 * often writes each hot page (outbox, carts, indexes) once for many
-	 * commits; dev-mode orders/s went up ~25% (bench/README.md, 4).
+	 * commits; dev-mode orders/s went up ~40% (bench/README.md, 4).
 	 */
 	snprintf(sql, sizeof(sql),
 	         "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;"
