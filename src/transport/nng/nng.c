@@ -58,8 +58,16 @@
  * sockets refuse to receive more than the limit plus a header (nng drops
  * such a connection).
  *
- * Stop closes the socket on a helper thread and waits for it at most
- * CLOSE_WAIT_MS: nng 1.5.2 can hang in nng_close (see close_socket).
+ * Shutdown. quiesce makes a server answer new requests MS_EUNAVAIL at
+ * once (the caller fails fast; the relay tries again later) while its
+ * workers finish what they hold; stop then joins them. A client's stop
+ * completes its ops in flight with MS_ECLOSED. Either closes its socket on
+ * a helper thread and waits for it at most CLOSE_WAIT_MS: nng 1.5.2 can
+ * hang in nng_close (see close_socket).
+ *
+ * nng has no access key of its own: while grpc.api_key protects the admin
+ * methods (bus_restrict), the server answers them MS_EUNAUTH instead of
+ * being a way around the key.
  *
  * Threads: init/start/stop/fini on the main thread. call, publish and
  * health on any thread. op_done and pipe_event run on nng's threads; they
@@ -102,7 +110,7 @@
 #define PIPES_MAX     4    /* a dialer has one connection at a time */
 #define RECONN_MIN_MS 100
 #define RECONN_MAX_MS 1000
-#define REPLY_SEND_MS 1000 /* at least, for a server's reply to go out */
+#define REPLY_SEND_MS 1000 /* how long a server's reply may wait to go out */
 #define CLOSE_WAIT_MS 3000 /* longest a socket close may take (see below) */
 #define STATE_MAX     160
 
@@ -327,8 +335,11 @@ build_msg(const struct tp_nng_hdr *h, const uint8_t *payload, size_t len,
  * is left behind (nng's internals never point into our memory: the pipe
  * callbacks are removed first, every op is complete) and the process
  * exits without it. Whichever of the two threads finishes last frees the
- * record.
+ * record. nng's reaper is one thread for the whole process: once a close
+ * hung, every later one would too, so they are not waited for.
  */
+static atomic_bool close_hung;
+
 struct closer {
 	nng_socket sock;
 	pthread_mutex_t mtx;
@@ -381,6 +392,11 @@ close_socket(struct tpn *n)
 	 * outlives it. */
 	(void)nng_pipe_notify(n->sock, NNG_PIPE_EV_ADD_POST, NULL, NULL);
 	(void)nng_pipe_notify(n->sock, NNG_PIPE_EV_REM_POST, NULL, NULL);
+	if (atomic_load(&close_hung)) {
+		MS_WARN("nng", "%s: socket left open (an earlier close hung)",
+		        n->where);
+		return;
+	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		nng_close(n->sock); /* no memory for the watchdog: just wait */
 		return;
@@ -413,6 +429,7 @@ close_socket(struct tpn *n)
 	if (done) {
 		closer_free(c);
 	} else {
+		atomic_store(&close_hung, true);
 		MS_ERROR("nng",
 		         "%s: closing the socket did not finish within %d ms "
 		         "(a known hang of nng before 1.8, nanomsg/nng#1813); "
@@ -671,6 +688,10 @@ server_start(struct tpn *n)
 		server_free(n);
 		return from_nng(rv);
 	}
+	/* Where we listen, with the port nng picked for port 0: set before
+	 * any worker can read it. */
+	bound_url(n, bound, sizeof(bound));
+	describe(n->where, sizeof(n->where), "%s", bound);
 	n->workers = calloc((size_t)n->nworkers, sizeof(*n->workers));
 	if (n->workers == NULL) {
 		server_free(n);
@@ -695,7 +716,6 @@ server_start(struct tpn *n)
 		}
 		w->running = true;
 	}
-	bound_url(n, bound, sizeof(bound));
 	MS_INFO("nng", "listening on %s (%d workers)", bound, n->nworkers);
 	return 0;
 fail:
@@ -999,12 +1019,9 @@ op_send(struct tpn *n, struct bus_call *c, struct bus_event *ev,
 
 		if (now >= grace) {
 			rc = MS_EUNAVAIL;
-			describe(
-			    detail, dlen,
-			    "cannot reach %s: not connected for %lld ms%s%s",
-			    n->where, (long long)(now - n->down_since),
-			    n->last_err[0] ? "; last error: " : "",
-			    n->last_err);
+			describe(detail, dlen,
+			         "cannot reach %s: not connected for %lld ms",
+			         n->where, (long long)(now - n->down_since));
 			goto fail;
 		}
 		if (grace < until) {
