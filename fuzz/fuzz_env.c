@@ -203,10 +203,48 @@ fz_env_tick(void)
 	return &env;
 }
 
+void
+fz_check_metric_label(const char *prefix, const char *label,
+                      const char *const *allowed)
+{
+	char *text = NULL;
+	size_t len = 0;
+	char key[64];
+	size_t plen = strlen(prefix);
+
+	if (ms_metrics_render(&text, &len) != 0) {
+		return;
+	}
+	snprintf(key, sizeof(key), "%s=\"", label);
+	/* Lines: name{label="value",...} number */
+	for (char *save, *line = strtok_r(text, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		const char *v = strstr(line, key);
+		const char *end;
+		bool ok = false;
+
+		if (strncmp(line, prefix, plen) != 0 || v == NULL) {
+			continue;
+		}
+		v += strlen(key);
+		if ((end = strchr(v, '"')) == NULL) {
+			fz_fail("%s: unterminated label %s", line, label);
+		}
+		for (const char *const *a = allowed; *a != NULL; a++) {
+			ok |= strlen(*a) == (size_t)(end - v) &&
+			      memcmp(*a, v, (size_t)(end - v)) == 0;
+		}
+		if (!ok) {
+			fz_fail("a metric series of its own for %s %.*s", label,
+			        (int)(end - v), v);
+		}
+	}
+	free(text);
+}
+
 /* What the edge writes: the handler's body, or problem+json. */
 static void
-check_answer(int rc, struct http_resp *resp, const char *path,
-             const char *what)
+check_answer(int rc, struct http_resp *resp, const char *path, const char *what)
 {
 	json_t *doc;
 	char *text;
@@ -282,6 +320,8 @@ fz_rest(enum http_method method, const char *path, const char *query,
 	rc = m.fn(m.ctx, &req, resp);
 	check_answer(rc, resp, path, m.pattern);
 	status = rc == 0 ? resp->status : ms_err_http(rc);
+	MS_DEBUG("fuzz", "%s %s: %d %s", http_method_name(method), path,
+	         status, rc == 0 ? "" : resp->detail);
 	if (rc == 0 && out != NULL) {
 		*out = json_incref(resp->body);
 	}

@@ -53,11 +53,21 @@ void fz_quiet(void);
 struct fz_env *fz_env_tick(void);
 
 /* fz_fail prints "fuzz oracle: ..." and aborts. */
-void fz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void fz_fail(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
 
 /* fz_check_rc fails when |rc| is an error that means the server broke
  * (its HTTP status is 500), naming |what|. */
 void fz_check_rc(int rc, const char *what);
+
+/*
+ * fz_check_metric_label fails when a series of a metric whose name starts
+ * with |prefix| has a |label| whose value is not one of |allowed|
+ * (NULL-terminated): what a peer sends must never become a series of its
+ * own (the table is bounded) nor reach the exposition text unchecked.
+ */
+void fz_check_metric_label(const char *prefix, const char *label,
+                           const char *const *allowed);
 
 /*
  * fz_rest runs |method| |path| (decoded, as the edge passes it) with

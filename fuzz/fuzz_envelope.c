@@ -7,9 +7,10 @@
  *
  * Oracles, beyond the sanitizers: the answer is 0, MS_ENOTSUP or MS_EINVAL
  * (with a reason) and nothing else but MS_ENOMEM; a decoded envelope has a
- * GUID messageId and a payload that unpacks as its type; encoding it again
- * (tp_amqp_envelope_encode) gives an envelope that decodes to the same
- * payload; the delivery is no server error (500).
+ * GUID messageId and a payload that unpacks as its type; when it is
+ * complete enough to be encoded again (tp_amqp_envelope_encode), that
+ * envelope decodes to the same payload; the delivery is no server error
+ * (500).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -78,7 +79,10 @@ round_trip(const struct tp_amqp_decoded *d)
 
 	rc = tp_amqp_envelope_encode(d->type, d->payload, d->len, &meta, &out,
 	                             &outlen);
-	if (rc == MS_ENOMEM) {
+	/* The decoder keeps the protobuf default for a missing field (the
+	 * consumer judges the event), the encoder publishes only complete
+	 * events: MS_EINVAL is its answer to an incomplete one. */
+	if (rc == MS_ENOMEM || rc == MS_EINVAL) {
 		return;
 	}
 	if (rc != 0) {
@@ -91,9 +95,9 @@ round_trip(const struct tp_amqp_decoded *d)
 		fz_fail("our own envelope does not decode: %s (%s)",
 		        ms_errname(rc), why);
 	}
-	if (rc == 0 && (d2.len != d->len ||
-	                memcmp(d2.payload, d->payload, d->len) != 0 ||
-	                strcmp(d2.message_id, d->message_id) != 0)) {
+	if (rc == 0 &&
+	    (d2.len != d->len || memcmp(d2.payload, d->payload, d->len) != 0 ||
+	     strcmp(d2.message_id, d->message_id) != 0)) {
 		fz_fail("encode/decode changed the event:\n%.*s", (int)outlen,
 		        out);
 	}

@@ -4,8 +4,8 @@
  * that read what a peer sends: the length-prefixed message reader
  * (tp_grpc_reader_feed), fed in chunks, checked against a reference reading
  * of the same bytes; and the header parsers (grpc-timeout, grpc-message,
- * grpc-status, content-type, :path, grpc-retry-pushback-ms) on the same
- * bytes as a header value, with round-trip checks where there is an
+ * grpc-status, content-type, :path, grpc-retry-pushback-ms, and the W3C
+ * traceparent every edge reads) on the same bytes as a header value, with round-trip checks where there is an
  * inverse.
  *
  * Input: byte 0 sets max_message (x 16 bytes), byte 1 the chunk size
@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "core/trace.h"
 #include "fuzz_env.h"
 #include "transport/grpc/wire.h"
 
@@ -81,8 +82,8 @@ framing(const uint8_t *p, size_t n, size_t max, size_t chunk)
 		while (err == 0) {
 			uint8_t *msg;
 			size_t used, len;
-			int rc = tp_grpc_reader_feed(&r, c, k, &used, &msg,
-			                             &len);
+			int rc =
+			    tp_grpc_reader_feed(&r, c, k, &used, &msg, &len);
 
 			if (used > k) {
 				fz_fail("reader used more than it was given");
@@ -132,6 +133,32 @@ framing(const uint8_t *p, size_t n, size_t max, size_t chunk)
 	tp_grpc_reader_fini(&r);
 }
 
+/* traceparent (REST header, gRPC metadata, nng header, envelope header),
+ * read by core/trace.c: what parses is version 00 in canonical form, and
+ * stays so through parse and a child. */
+static void
+traceparent(const char *s)
+{
+	char tp[MS_TRACEPARENT_SIZE], again[MS_TRACEPARENT_SIZE];
+	char child[MS_TRACEPARENT_SIZE];
+
+	if (ms_trace_parse(s, tp) != 0) {
+		if (tp[0] != '\0') {
+			fz_fail("traceparent refused but written");
+		}
+		return;
+	}
+	if (strlen(tp) != MS_TRACEPARENT_SIZE - 1 ||
+	    ms_trace_parse(tp, again) != 0 || strcmp(tp, again) != 0) {
+		fz_fail("traceparent %s is not canonical", tp);
+	}
+	ms_trace_new_child(tp, child);
+	if (ms_trace_parse(child, again) != 0 ||
+	    memcmp(child, tp, 35) != 0) {
+		fz_fail("the child of %s is %s", tp, child);
+	}
+}
+
 static void
 headers(const char *s, size_t n)
 {
@@ -175,6 +202,7 @@ headers(const char *s, size_t n)
 	if (tp_grpc_pushback_parse(s, n, &ms) == 0 && ms < 0) {
 		fz_fail("negative pushback");
 	}
+	traceparent(s);
 	free(enc);
 	free(dec);
 }

@@ -80,8 +80,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 #else
 	(void)e;
 	(void)swn_cart;
-	status = fz_rest(FUZZ_REST_METHOD, FUZZ_REST_PATH, NULL, body, size,
-	                 NULL);
+	status =
+	    fz_rest(FUZZ_REST_METHOD, FUZZ_REST_PATH, NULL, body, size, NULL);
 #endif
 	(void)status;
 	free(body);

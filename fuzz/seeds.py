@@ -123,7 +123,7 @@ def rest_seeds():
     write(t, "bad-guid", checkout(customerId="58c49479-ec65-4de2-86e7"))
     t = "rest_orders_post"
     write(t, "ok-order", order())
-    write(t, "ok-no-items", order(orderItems=[]))
+    write(t, "bad-no-items", order(orderItems=[]))
     write(t, "bad-price-zero", order(orderItems=[{"productId": IPHONE,
                                                   "quantity": 1,
                                                   "price": 0}]))
@@ -284,6 +284,12 @@ def wire_seeds():
     w("message", 16, 0, "caf\u00e9 100% \x01".encode())
     w("status", 16, 0, b"16")
     w("pushback", 16, 0, b"2147483647")
+    w("traceparent", 16, 0,
+      b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    w("traceparent-future", 16, 0,
+      b"cc-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-what-ever")
+    w("traceparent-zero", 16, 0,
+      b"00-00000000000000000000000000000000-b7ad6b7169203331-01")
 
 
 # ---- nng message headers ---------------------------------------------------------

@@ -554,6 +554,15 @@ bus_restricted(struct bus *bus, const char *service, const char *method)
 	return idx < 64 && (sv->restricted >> idx & 1u);
 }
 
+bool
+bus_serves(struct bus *bus, const char *service, const char *method)
+{
+	const struct served *sv = find_served(bus, service);
+
+	return sv != NULL && protobuf_c_service_descriptor_get_method_by_name(
+	                         sv->svc, method) != NULL;
+}
+
 size_t
 bus_served_services(struct bus *bus, const char **names, size_t max)
 {
@@ -856,7 +865,11 @@ bus_deliver(struct bus *bus, const struct bus_event *ev)
 	ms_trace_restore(saved_trace);
 	protobuf_c_message_free_unpacked(msg, NULL);
 out:
-	snprintf(labels, sizeof(labels), "type=\"%s\",result=\"%s\"", ev->type,
+	/* The type is the peer's text until a subscriber vouches for it: as
+	 * a label it could break the exposition format or add a series per
+	 * name (found by fuzz_nng_wire). */
+	snprintf(labels, sizeof(labels), "type=\"%s\",result=\"%s\"",
+	         s != NULL ? s->desc->name : "unknown",
 	         rc == 0 ? "ok" : ms_errname(rc));
 	ms_metrics_count("monoshop_events_consumed_total", labels, 1);
 	return rc;

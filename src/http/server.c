@@ -97,6 +97,11 @@ struct request {
 
 /* ---- helpers ------------------------------------------------------------ */
 
+/* The format is libmicrohttpd's own (clang's -Wformat-nonliteral wants to
+ * be told). */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
 static void
 mhd_log(void *cls, const char *fmt, va_list ap)
 {

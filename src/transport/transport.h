@@ -207,4 +207,13 @@ size_t bus_served_services(struct bus *bus, const char **names, size_t max);
  */
 bool bus_restricted(struct bus *bus, const char *service, const char *method);
 
+/*
+ * bus_serves tells whether |method| of |service| exists on a service served
+ * here (its handler may still be NULL: bus_dispatch then answers
+ * MS_ENOTSUP), so that a listener can refuse an unknown method from the
+ * request's headers, and never count it under a name a client made up.
+ * Any thread, once started.
+ */
+bool bus_serves(struct bus *bus, const char *service, const char *method);
+
 #endif

@@ -1399,9 +1399,12 @@ classify(const struct tp_grpc_server *srv, const char *service,
 		return strcmp(method, "ServerReflectionInfo") == 0 ? K_REFLECT
 		                                                   : K_NONE;
 	}
-	/* The bus checks the method itself (MS_ENOTSUP → UNIMPLEMENTED). */
+	/* An unknown method is refused here, from the headers, rather than
+	 * by bus_dispatch after the body: a call that ended before (reset,
+	 * deadline, bad message) would otherwise be counted in the metrics
+	 * under the name the client made up (found by fuzz_grpc_server). */
 	if (is_served(srv, service)) {
-		return K_BUS;
+		return bus_serves(srv->bus, service, method) ? K_BUS : K_NONE;
 	}
 	*known_service = false;
 	return K_NONE;
