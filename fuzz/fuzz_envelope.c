@@ -12,6 +12,7 @@
  * envelope decodes to the same payload; the delivery is no server error
  * (500).
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +59,24 @@ check_decoded(const struct tp_amqp_decoded *d)
 	monoshop__events__basket_checkout_event__free_unpacked(ev, NULL);
 }
 
-/* encode(decode(x)) decodes to the same event. */
+/* dated tells whether the decoded event has its occurredOn. */
+static bool
+dated(const struct tp_amqp_decoded *d)
+{
+	Monoshop__Events__BasketCheckoutEvent *ev =
+	    monoshop__events__basket_checkout_event__unpack(NULL, d->len,
+	                                                    d->payload);
+	bool yes = ev != NULL && ev->occurredon[0] != '\0';
+
+	monoshop__events__basket_checkout_event__free_unpacked(ev, NULL);
+	return yes;
+}
+
+/*
+ * encode(decode(x)) decodes to the same event. Except its date: an event
+ * that came with neither occurredOn nor sentTime has none, and our
+ * envelope always has a sentTime, which the decoder takes for it then.
+ */
 static void
 round_trip(const struct tp_amqp_decoded *d)
 {
@@ -96,8 +114,9 @@ round_trip(const struct tp_amqp_decoded *d)
 		        ms_errname(rc), why);
 	}
 	if (rc == 0 &&
-	    (d2.len != d->len || memcmp(d2.payload, d->payload, d->len) != 0 ||
-	     strcmp(d2.message_id, d->message_id) != 0)) {
+	    (strcmp(d2.message_id, d->message_id) != 0 ||
+	     (dated(d) && (d2.len != d->len ||
+	                   memcmp(d2.payload, d->payload, d->len) != 0)))) {
 		fz_fail("encode/decode changed the event:\n%.*s", (int)outlen,
 		        out);
 	}
