@@ -4,7 +4,9 @@
 # fuzz/run.sh [SECONDS]: builds the libFuzzer targets (clang, ASan + UBSan,
 # in build-fuzz/ beside this folder's parent, or $FUZZ_BUILD), replays every
 # committed corpus (meson test --suite fuzz), then fuzzes each target for
-# SECONDS (default 20) starting from its corpus (fuzz/corpus/<target>/).
+# SECONDS (default 20) or FUZZ_RUNS inputs (default 10000; -1: no cap),
+# whichever comes first, from seed FUZZ_SEED (default 1; 0: random),
+# starting from its corpus (fuzz/corpus/<target>/).
 # Fails when any target crashes, leaks, trips an oracle, takes more than 5 s
 # on one input or more than 1 GiB: all targets run, the failures are listed
 # at the end, each with its input saved under build-fuzz/fuzz-artifacts/
@@ -75,4 +77,4 @@ if [ -n "$failed" ]; then
 	echo "fuzz/run.sh: failed:$failed" >&2
 	exit 1
 fi
-echo "fuzz/run.sh: every target ran ${secs}s without a finding"
+echo "fuzz/run.sh: every target ran (at most ${secs}s each) without a finding"
