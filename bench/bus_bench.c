@@ -397,7 +397,8 @@ serve(const char *listen)
 	snprintf(set, sizeof(set), "grpc.listen=%s", listen);
 	cfg = config(sets);
 	if (bus_create(&bus, cfg) != 0 ||
-	    bus_serve(bus, svc, mem_handlers, NULL) != 0) {
+	    bus_serve(bus, svc, mem_handlers, NULL) != 0 ||
+	    bus_inline(bus, svc, "GetDiscount") != 0) {
 		fprintf(stderr, "bus_bench: out of memory\n");
 		return 1;
 	}
@@ -521,6 +522,7 @@ main(int argc, char **argv)
 	}
 	if (bus_create(&mem, cfg_mem) != 0 ||
 	    bus_serve(mem, svc, mem_handlers, NULL) != 0 ||
+	    bus_inline(mem, svc, "GetDiscount") != 0 ||
 	    bus_require(mem, "discount", svc->name) != 0) {
 		fprintf(stderr, "bus_bench: out of memory\n");
 		return 1;

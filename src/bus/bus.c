@@ -26,6 +26,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,8 @@ struct served {
 	void *ctx;
 	uint64_t restricted; /* bit i: svc->methods[i] needs the access key
 	                        from outside (bus_restrict) */
+	uint64_t inlined;    /* bit i: svc->methods[i] may run on a
+	                        listener's I/O thread (bus_inline) */
 };
 
 struct sub {
@@ -512,9 +515,11 @@ bus_serve(struct bus *bus, const ProtobufCServiceDescriptor *svc,
 	return 0;
 }
 
-int
-bus_restrict(struct bus *bus, const ProtobufCServiceDescriptor *svc,
-             const char *method)
+/* mark_method sets |method|'s bit of |svc| in the mask at |off| of its
+ * struct served (bus_restrict, bus_inline). */
+static int
+mark_method(struct bus *bus, const ProtobufCServiceDescriptor *svc,
+            const char *method, size_t off)
 {
 	struct served *sv = (struct served *)find_served(bus, svc->name);
 	const ProtobufCMethodDescriptor *md;
@@ -532,18 +537,26 @@ bus_restrict(struct bus *bus, const ProtobufCServiceDescriptor *svc,
 	if (idx >= 64) {
 		return MS_EINVAL; /* more methods than the mask holds */
 	}
-	sv->restricted |= (uint64_t)1 << idx;
+	*(uint64_t *)((char *)sv + off) |= (uint64_t)1 << idx;
 	return 0;
 }
 
-bool
-bus_restricted(struct bus *bus, const char *service, const char *method)
+/* method_marked tells whether |method| of |service| has its bit set in the
+ * mask at |off|; false for unknown services and methods. */
+static bool
+method_marked(struct bus *bus, const char *service, const char *method,
+              size_t off)
 {
 	const struct served *sv = find_served(bus, service);
 	const ProtobufCMethodDescriptor *md;
+	uint64_t mask;
 	unsigned idx;
 
-	if (sv == NULL || sv->restricted == 0) {
+	if (sv == NULL) {
+		return false;
+	}
+	mask = *(const uint64_t *)((const char *)sv + off);
+	if (mask == 0) {
 		return false;
 	}
 	md = protobuf_c_service_descriptor_get_method_by_name(sv->svc, method);
@@ -551,7 +564,36 @@ bus_restricted(struct bus *bus, const char *service, const char *method)
 		return false;
 	}
 	idx = (unsigned)(md - sv->svc->methods);
-	return idx < 64 && (sv->restricted >> idx & 1u);
+	return idx < 64 && (mask >> idx & 1u);
+}
+
+int
+bus_restrict(struct bus *bus, const ProtobufCServiceDescriptor *svc,
+             const char *method)
+{
+	return mark_method(bus, svc, method,
+	                   offsetof(struct served, restricted));
+}
+
+bool
+bus_restricted(struct bus *bus, const char *service, const char *method)
+{
+	return method_marked(bus, service, method,
+	                     offsetof(struct served, restricted));
+}
+
+int
+bus_inline(struct bus *bus, const ProtobufCServiceDescriptor *svc,
+           const char *method)
+{
+	return mark_method(bus, svc, method, offsetof(struct served, inlined));
+}
+
+bool
+bus_runs_inline(struct bus *bus, const char *service, const char *method)
+{
+	return method_marked(bus, service, method,
+	                     offsetof(struct served, inlined));
 }
 
 bool

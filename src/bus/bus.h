@@ -101,6 +101,19 @@ int bus_serve(struct bus *bus, const ProtobufCServiceDescriptor *svc,
 int bus_restrict(struct bus *bus, const ProtobufCServiceDescriptor *svc,
                  const char *method);
 
+/*
+ * bus_inline marks |method| of |svc| (served with bus_serve before) as
+ * quick: its handler answers from memory in microseconds and never waits
+ * (no disk or network I/O, no lock held across I/O, no bus_call). A
+ * listener may then run it on its I/O thread instead of handing it to a
+ * worker thread and back (the gRPC server does: two thread wake-ups fewer
+ * per call). A handler that may wait must not be marked: it would stall
+ * every connection of that thread. Main thread, before bus_start. Returns
+ * 0, MS_ENOTFOUND or MS_EINVAL as bus_restrict.
+ */
+int bus_inline(struct bus *bus, const ProtobufCServiceDescriptor *svc,
+               const char *method);
+
 /* ------------------------------------------------------------------------ */
 /* Calling                                                                  */
 

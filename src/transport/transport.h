@@ -189,6 +189,22 @@ int bus_dispatch(struct bus *bus, const char *service, const char *method,
 int bus_deliver(struct bus *bus, const struct bus_event *ev);
 
 /*
+ * Batched delivery (bus_subscribe_batch in bus.h). bus_batch_begin opens a
+ * batch with the subscriber of |type|: on 0, every bus_deliver of that type
+ * until bus_batch_commit / bus_batch_rollback must have ev->in_batch set,
+ * and an event whose verdict was 0 may be acknowledged only once
+ * bus_batch_commit returned 0 (a failed commit: none of them; they must be
+ * delivered again). Returns 0, MS_ENOTSUP (the subscriber does not batch,
+ * or there is none: deliver one by one) or the begin hook's error (deliver
+ * one by one). bus_batch_commit returns 0 or the hook's MS_E*. Calling
+ * thread (the delivery thread), which must deliver nothing else to that
+ * subscriber in between: the subscriber may hold a lock for the batch.
+ */
+int bus_batch_begin(struct bus *bus, const char *type);
+int bus_batch_commit(struct bus *bus, const char *type);
+void bus_batch_rollback(struct bus *bus, const char *type);
+
+/*
  * bus_served_services stores in |names| the full names of up to |max|
  * services served in this process ("discount.DiscountProtoService"), in
  * bus_serve order, and returns how many there are (more than |max| means
@@ -206,6 +222,13 @@ size_t bus_served_services(struct bus *bus, const char **names, size_t max);
  * services and methods. Any thread, once started.
  */
 bool bus_restricted(struct bus *bus, const char *service, const char *method);
+
+/*
+ * bus_runs_inline tells whether |method| of |service| was marked quick with
+ * bus_inline: a listener may run bus_dispatch for it on its I/O thread.
+ * false for unknown services and methods. Any thread, once started.
+ */
+bool bus_runs_inline(struct bus *bus, const char *service, const char *method);
 
 /*
  * bus_serves tells whether |method| of |service| exists on a service served

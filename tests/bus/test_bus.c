@@ -350,7 +350,8 @@ START_TEST(test_dispatch_bad_bytes)
 END_TEST
 
 /* bus_restrict: a module marks admin methods; listeners ask
- * bus_restricted (issue 8); in-process calls are never asked. */
+ * bus_restricted (issue 8); in-process calls are never asked. bus_inline
+ * marks quick methods in a mask of its own (bus_runs_inline). */
 START_TEST(test_restrict)
 {
 	struct ms_config *cfg = config(NULL);
@@ -363,8 +364,11 @@ START_TEST(test_restrict)
 	ck_assert_int_eq(bus_create(&bus, cfg), 0);
 	ck_assert_int_eq(bus_restrict(bus, svc, "DeleteDiscount"),
 	                 MS_ENOTFOUND); /* not served yet */
+	ck_assert_int_eq(bus_inline(bus, svc, "GetDiscount"), MS_ENOTFOUND);
 	ck_assert_int_eq(bus_serve(bus, svc, handlers, NULL), 0);
 	ck_assert_int_eq(bus_restrict(bus, svc, "Nope"), MS_ENOTFOUND);
+	ck_assert_int_eq(bus_inline(bus, svc, "Nope"), MS_ENOTFOUND);
+	ck_assert_int_eq(bus_inline(bus, svc, "UpdateDiscount"), 0);
 	ck_assert_int_eq(bus_restrict(bus, svc, "DeleteDiscount"), 0);
 	ck_assert_int_eq(bus_restrict(bus, svc, "GetDiscount"), 0);
 	ck_assert_int_eq(bus_require(bus, "discount", svc->name), 0);
@@ -374,6 +378,12 @@ START_TEST(test_restrict)
 	ck_assert(!bus_restricted(bus, svc->name, "CreateDiscount"));
 	ck_assert(!bus_restricted(bus, svc->name, "Nope"));
 	ck_assert(!bus_restricted(bus, "nope.Service", "DeleteDiscount"));
+	ck_assert(bus_runs_inline(bus, svc->name, "UpdateDiscount"));
+	ck_assert(!bus_restricted(bus, svc->name, "UpdateDiscount"));
+	ck_assert(!bus_runs_inline(bus, svc->name, "GetDiscount"));
+	ck_assert(!bus_runs_inline(bus, svc->name, "DeleteDiscount"));
+	ck_assert(!bus_runs_inline(bus, svc->name, "Nope"));
+	ck_assert(!bus_runs_inline(bus, "nope.Service", "UpdateDiscount"));
 	/* A local call to a restricted method needs nothing. */
 	req.productname = "IPhone X";
 	ck_assert_int_eq(

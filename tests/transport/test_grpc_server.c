@@ -150,9 +150,13 @@ release(void)
 
 /* ---- fixture ------------------------------------------------------------ */
 
+/* Starts the bus and the server; with |quick|, GetDiscount is marked
+ * bus_inline (it then runs on the server's loop thread). */
 static void
-setup(void)
+start(bool quick)
 {
+	const ProtobufCServiceDescriptor *svc =
+	    &discount__discount_proto_service__descriptor;
 	struct tp_grpc_server_opts opts = {
 	    .listen = "127.0.0.1:0",
 	    .max_message = MAX_MESSAGE,
@@ -167,12 +171,24 @@ setup(void)
 	release_all = false;
 	ck_assert_int_eq(ms_config_create(&cfg), 0);
 	ck_assert_int_eq(bus_create(&bus, cfg), 0);
-	ck_assert_int_eq(
-	    bus_serve(bus, &discount__discount_proto_service__descriptor,
-	              handlers, NULL),
-	    0);
+	ck_assert_int_eq(bus_serve(bus, svc, handlers, NULL), 0);
+	if (quick) {
+		ck_assert_int_eq(bus_inline(bus, svc, "GetDiscount"), 0);
+	}
 	ck_assert_int_eq(tp_grpc_server_start(&srv, bus, &opts, &port), 0);
 	ck_assert_uint_ne(port, 0);
+}
+
+static void
+setup(void)
+{
+	start(false);
+}
+
+static void
+setup_inline(void)
+{
+	start(true);
 }
 
 static void
@@ -831,6 +847,58 @@ START_TEST(client_reset_while_running)
 }
 END_TEST
 
+/* ---- quick methods (bus_inline) ---------------------------------------- */
+
+START_TEST(inline_while_workers_busy)
+{
+	struct cli cl;
+	struct call busy[2], c;
+	Discount__CreateDiscountRequest req =
+	    DISCOUNT__CREATE_DISCOUNT_REQUEST__INIT;
+	static uint8_t buf[64];
+	size_t n = frame(buf, &req.base);
+	Discount__CouponModel *m;
+	const char *const tp[] = {"traceparent", TRACEPARENT, NULL};
+	char *text;
+	size_t len;
+
+	ms_metrics_reset();
+	/* Both workers held by CreateDiscount: a quick method needs none,
+	 * so GetDiscount is answered all the same (it would wait for a
+	 * worker, and time out here, if it were queued). */
+	cli_open(&cl);
+	cli_start(&cl, &busy[0], "POST", "/" SERVICE "/CreateDiscount",
+	          "application/grpc", buf, n, 0, NULL);
+	cli_start(&cl, &busy[1], "POST", "/" SERVICE "/CreateDiscount",
+	          "application/grpc", buf, n, 0, NULL);
+	ck_assert(wait_entered(2));
+	for (int i = 0; i < 3; i++) {
+		get_discount(&cl, &c, "IPhone X", tp);
+		ck_assert_int_eq(c.grpc_status, 0);
+		ck_assert_int_eq(c.header_blocks, 2);
+		m = coupon_of(&c);
+		ck_assert_str_eq(m->productname, "IPhone X");
+		ck_assert_str_eq(m->description, TRACEPARENT); /* the trace */
+		protobuf_c_message_free_unpacked(&m->base, NULL);
+	}
+	ck_assert(!busy[0].closed && !busy[1].closed);
+	release();
+	ck_assert(cli_wait(&cl, call_closed, &busy[0]));
+	ck_assert(cli_wait(&cl, call_closed, &busy[1]));
+	ck_assert_int_eq(busy[0].grpc_status, 0);
+	ck_assert_int_eq(busy[1].grpc_status, 0);
+	/* Without a trace, and counted in the metrics as any call. */
+	get_discount(&cl, &c, "", NULL);
+	ck_assert_int_eq(c.grpc_status, 0);
+	cli_close(&cl);
+	ck_assert_int_eq(ms_metrics_render(&text, &len), 0);
+	ck_assert_ptr_nonnull(
+	    strstr(text, "monoshop_grpc_server_requests_total{"
+	                 "method=\"/" SERVICE "/GetDiscount\",code=\"OK\"} 4"));
+	free(text);
+}
+END_TEST
+
 /* ---- health ------------------------------------------------------------- */
 
 static void
@@ -1336,6 +1404,10 @@ suite(void)
 	tcase_add_test(tc, graceful_stop);
 	tcase_add_test(tc, queue_full);
 	tcase_add_test(tc, connection_limit);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("inline");
+	tcase_add_checked_fixture(tc, setup_inline, teardown);
+	tcase_add_test(tc, inline_while_workers_busy);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -52,6 +52,7 @@ discount_fini(void *state)
 	if (!d)
 		return;
 	ms_health_unregister(d);
+	store_close(d->rd);
 	store_close(d->st);
 	free(d);
 }
@@ -82,6 +83,14 @@ discount_init(struct module_ctx *ctx, void **state)
 		         ctx->data_dir, ms_strerror(rc));
 		free(d);
 		return rc;
+	}
+	/* After the migrations, so this one finds the schema current. */
+	rc = store_open(&d->rd, ctx->data_dir, "discount", discount_migrations,
+	                discount_nmigrations, &opts);
+	if (rc != 0) {
+		MS_ERROR("discount", "cannot open the database in %s: %s",
+		         ctx->data_dir, ms_strerror(rc));
+		goto fail;
 	}
 	rc = ms_health_register("discount", "module", health_module, d);
 	if (rc == 0)

@@ -7,8 +7,9 @@
  * original Discount.Grpc has none either.
  *
  * Threads: the handlers run on whichever thread delivers the call (the
- * caller's for in-process calls, a transport worker for remote ones), many
- * at once; every store access goes through the store's mutex.
+ * caller's for in-process calls, a transport worker for remote ones, or a
+ * listener's I/O thread for GetDiscount: see |rd|), many at once; every
+ * store access goes through its store's mutex.
  */
 #ifndef MS_MODULES_DISCOUNT_DISCOUNT_H
 #define MS_MODULES_DISCOUNT_DISCOUNT_H
@@ -29,7 +30,12 @@ struct bus;
 
 /* The module's state, created by init and freed by fini. */
 struct discount {
-	struct store *st;  /* owned: opened in init, closed in fini */
+	struct store *st; /* owned: opened in init, closed in fini */
+	/* A second connection to the same file, for GetDiscount only: a
+	 * point read under its own mutex, never behind a write's commit (WAL
+	 * readers do not wait for writers). So GetDiscount is quick enough
+	 * to be marked bus_inline and run on the gRPC loop thread. */
+	struct store *rd;  /* owned, as |st| */
 	atomic_bool ready; /* true from the end of init until stop */
 	int delay_ms;      /* debug.discount_delay_ms: test hook, else 0 */
 };
