@@ -62,6 +62,7 @@ WRK_CONNS = 32
 CHECKOUTS = 3000           # per mode and round
 STORE_CONC = 16
 CHECKOUT_CONC = 32
+PREFETCH = 16              # events.prefetch's default: the raw consumer's
 PIPELINE_TIMEOUT = 90      # seconds for a batch's orders to appear
 READY_RUNS = 5
 # Our AMQP envelope for a 2-item basket (MassTransit JSON): the golden
@@ -788,6 +789,111 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, int(len(xs) * q))] if xs else None
 
 
+def wait_http(p, timeout=20):
+    """Waits until |p| answers HTTP at all (its /health may say 503: a
+    front whose broker is unreachable on purpose)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if not p.alive():
+            raise RuntimeError("%s exited; log:\n%s" % (p.label, p.log()[-3000:]))
+        try:
+            p.request("GET", "/health", timeout=2)
+            return
+        except OSError:
+            time.sleep(0.002)
+    raise RuntimeError("%s: no HTTP answer within %ss" % (p.label, timeout))
+
+
+def relay_drain(basket_db, expect, timeout):
+    """Waits until |expect| outbox rows are sent (confirmed and marked);
+    returns (n sent, events/s). The rate is the steady one: from the first
+    commit of marked rows to the last, without the rows of the first (the
+    process start, connect and first round are not the relay's pace)."""
+    c = sqlite3.connect(basket_db, timeout=10)
+    try:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            n = c.execute("SELECT count(*) FROM outbox WHERE sent_ms IS NOT "
+                          "NULL").fetchone()[0]
+            if n >= expect:
+                break
+            time.sleep(0.02)
+        sent = [r[0] for r in c.execute("SELECT sent_ms FROM outbox WHERE "
+                                        "sent_ms IS NOT NULL")]
+    finally:
+        c.close()
+    if len(sent) < 2:
+        return len(sent), None
+    t0, t1 = min(sent), max(sent)
+    first = sum(1 for t in sent if t == t0)
+    return len(sent), (len(sent) - first) / max(0.001, (t1 - t0) / 1000.0)
+
+
+def consumer_drain(basket_db, ordering_db, expect, timeout):
+    """Waits until the |expect| events of |basket_db|'s outbox are in
+    Ordering's inbox; returns (n, orders/s from the first inbox row to the
+    last)."""
+    c = sqlite3.connect(ordering_db, timeout=10)
+    try:
+        c.execute("ATTACH DATABASE ? AS b", (basket_db,))
+        q = "FROM b.outbox o JOIN inbox i ON i.id = o.id"
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            n = c.execute("SELECT count(*) " + q).fetchone()[0]
+            if n >= expect:
+                break
+            time.sleep(0.02)
+        n, t0, t1 = c.execute("SELECT count(*), min(i.handled_ms), "
+                              "max(i.handled_ms) " + q).fetchone()
+    finally:
+        c.close()
+    if n < 2:
+        return n, None
+    return n, (n - 1) / max(0.001, (t1 - t0) / 1000.0)
+
+
+def amqp_stages(b, front, back, broker, prefix):
+    """The split's AMQP code without the HTTP front end competing for the
+    2 cores: |expect| checkouts are made on a front whose broker is
+    unreachable (they wait in its outbox) while Ordering is stopped; then
+    (i) relay drain: the same data dir is started with the broker, and its
+    relay publishes them (confirms) into the queue nobody consumes;
+    (ii) consumer drain: Ordering is started again on its data dir and
+    turns the queued envelopes into orders. Returns (stats, the new
+    Ordering process)."""
+    back.stop()
+    SAMPLER.remove(back)
+    dead = "amqp://guest:guest@127.0.0.1:%d/" % free_port()
+    held = Monoshop(b.monoshop, "split amqp stages: basket+discount (held)",
+                    sets=["node.modules=basket discount",
+                          "events.broker=" + dead])
+    try:
+        wait_http(held, 60)
+        s = httpload(b, held.http_port, "store", prefix, CHECKOUTS, STORE_CONC)
+        c = httpload(b, held.http_port, "checkout", prefix, CHECKOUTS,
+                     CHECKOUT_CONC)
+    finally:
+        held.stop()
+    relay = Monoshop(b.monoshop, "split amqp stages: basket+discount (relay)",
+                     data_dir=held.data_dir,
+                     sets=["node.modules=basket discount",
+                           "events.broker=" + broker.url])
+    try:
+        sent, relay_ps = relay_drain(held.db("basket"), c["ok"],
+                                     PIPELINE_TIMEOUT)
+    finally:
+        relay.stop()
+    o = Monoshop(b.monoshop, back.label, data_dir=back.data_dir,
+                 sets=["node.modules=ordering", "events.broker=" + broker.url])
+    SAMPLER.add(o)
+    n, consume_ps = consumer_drain(held.db("basket"), o.db("ordering"), sent,
+                                   PIPELINE_TIMEOUT)
+    o.wait_ready(60)
+    return dict(checked_out=c["ok"], errors=s["e4xx"] + s["e5xx"] + s["eio"] +
+                c["e4xx"] + c["e5xx"] + c["eio"], sent=sent,
+                relay_per_s=relay_ps, orders=n, consume_per_s=consume_ps), o
+
+
 def start_broker(res):
     sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
     try:
@@ -833,19 +939,34 @@ def scenario_pipeline(b, res, rounds, dev, broker):
         modes.append(("nng", a, o))
     else:
         res.add(4, "split over nng", "not built")
+    if broker:
+        # The stages right after the raw run they are compared with.
+        modes.append(("stages", None, None))
     data = {}
     for r in range(rounds):
-        for name, front, back in modes:
+        for i, (name, front, back) in enumerate(modes):
             if name == "raw":
                 out = run([b.raw_amqp, "--url", broker.url, "--size",
                            str(ENVELOPE_BYTES), "--window", "64", "--count",
-                           str(CHECKOUTS), "--seconds", "20"], 60,
-                          "raw_amqp_confirms")
+                           str(CHECKOUTS), "--seconds", "20", "--consume",
+                           str(PREFETCH)], 60, "raw_amqp_confirms")
                 j = last_json(out)
                 data.setdefault(name, []).append(j)
                 log("   round %d raw      %9.0f msg/s confirmed (p50 %.2f ms, "
-                    "p99 %.2f ms)" % (r + 1, j["per_s"], j["confirm_p50_ms"],
-                                      j["confirm_p99_ms"]))
+                    "p99 %.2f ms), %.0f msg/s consumed+acked"
+                    % (r + 1, j["per_s"], j["confirm_p50_ms"],
+                       j["confirm_p99_ms"], j["consume_per_s"]))
+                continue
+            if name == "stages":
+                k = [m[0] for m in modes].index("amqp")
+                _, fa, fo = modes[k]
+                j, o2 = amqp_stages(b, fa, fo, broker, "stage-r%d-" % r)
+                modes[k] = ("amqp", fa, o2)
+                data.setdefault(name, []).append(j)
+                log("   round %d stages   relay drain %d at %.0f/s, consumer "
+                    "drain %d at %.0f/s, errors %d"
+                    % (r + 1, j["sent"], j["relay_per_s"] or 0, j["orders"],
+                       j["consume_per_s"] or 0, j["errors"]))
                 continue
             prefix = "%s-r%d-" % (name, r)
             SAMPLER.set_phase("checkout")
@@ -898,6 +1019,25 @@ def scenario_pipeline(b, res, rounds, dev, broker):
                 peer=peer, ratio=ratio, target=tgt, met=met)
         res.add(4, "%s: POST /basket/checkout req/s (HTTP side)" % names[name],
                 fmt_ms([j["checkout_rps"] for j in runs]))
+    stages = data.get("stages")
+    if stages and raw:
+        lost = sum(j["checked_out"] - j["orders"] for j in stages)
+        errs = sum(j["errors"] for j in stages)
+        rp = [j["relay_per_s"] or 0 for j in stages]
+        cp = [j["consume_per_s"] or 0 for j in stages]
+        rawc = [j["consume_per_s"] for j in data["raw"]]
+        res.add(4, "RabbitMQ stage, relay drain (%d checkouts waiting in the "
+                "outbox, Ordering stopped; Basket restarted with the broker): "
+                "events published and confirmed /s%s%s"
+                % (CHECKOUTS, "; MISSING %d" % lost if lost else "",
+                   "; HTTP errors %d" % errs if errs else ""),
+                fmt_ms(rp), peer="raw confirms %s msg/s" % fmt_ms(raw),
+                ratio="%s×" % fmt_ms(ratio_of(rp, raw), 2))
+        res.add(4, "RabbitMQ stage, consumer drain (those envelopes queued, "
+                "Ordering started): orders/s",
+                fmt_ms(cp), peer="raw consume+ack (prefetch %d) %s msg/s"
+                % (PREFETCH, fmt_ms(rawc)),
+                ratio="%s×" % fmt_ms(ratio_of(cp, rawc), 2))
     if raw:
         res.add(4, "raw librabbitmq publisher, %d B persistent, 64 unconfirmed: "
                 "confirm p50 / p99 ms" % ENVELOPE_BYTES,

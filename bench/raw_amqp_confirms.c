@@ -12,6 +12,13 @@
  *
  * Nothing is consumed: the publisher alone is the ceiling (our pipeline
  * also consumes, acks and commits an order per message).
+ *
+ * With --consume P, the messages just confirmed are then consumed from the
+ * queue on a second channel (basic.qos P, manual acks, one basic.ack per
+ * message, nothing else done with them): the ceiling of a consumer, for
+ * scenario 4's consumer-drain stage. The JSON line then also has the
+ * messages consumed per second, first delivery to last, as ours is
+ * measured (first inbox row to last).
  */
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
@@ -69,6 +76,8 @@ main(int argc, char **argv)
 	static int64_t sent_at[MAX_COUNT + 1];
 	static int64_t lat[MAX_COUNT];
 	size_t size = 1024, window = 64, count = 20000, nlat = 0;
+	size_t prefetch = 0, consumed = 0;
+	int64_t c0 = 0, c1 = 0;
 	double seconds = 5;
 	uint64_t next = 1, acked = 0, nacked = 0;
 	int64_t t0, end, t1;
@@ -84,15 +93,17 @@ main(int argc, char **argv)
 			count = (size_t)atol(argv[i + 1]);
 		} else if (strcmp(argv[i], "--seconds") == 0) {
 			seconds = atof(argv[i + 1]);
+		} else if (strcmp(argv[i], "--consume") == 0) {
+			prefetch = (size_t)atol(argv[i + 1]);
 		}
 	}
 	if (size < 1 || size > sizeof(body) || window < 1 ||
 	    window > MAX_WINDOW || count < 1 || count > MAX_COUNT ||
-	    seconds <= 0 || seconds > 120 ||
+	    seconds <= 0 || seconds > 120 || prefetch > 65535 ||
 	    amqp_parse_url(url, &ci) != AMQP_STATUS_OK) {
 		fprintf(stderr, "usage: raw_amqp_confirms [--url amqp://...] "
 		                "[--size B] [--window W] [--count N] "
-		                "[--seconds S]\n");
+		                "[--seconds S] [--consume PREFETCH]\n");
 		return 2;
 	}
 	memset(body, 'x', size);
@@ -212,6 +223,46 @@ main(int argc, char **argv)
 		amqp_maybe_release_buffers(c);
 	}
 	t1 = now_us();
+	if (prefetch > 0) {
+		int64_t cend = now_us() + (int64_t)(seconds * 1e6);
+
+		amqp_channel_open(c, 2);
+		die_rpc(c, "channel.open 2");
+		amqp_basic_qos(c, 2, 0, (uint16_t)prefetch, 0);
+		die_rpc(c, "basic.qos");
+		amqp_basic_consume(c, 2, amqp_cstring_bytes(QUEUE),
+		                   amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+		die_rpc(c, "basic.consume");
+		while (consumed < acked && now_us() < cend) {
+			amqp_envelope_t env;
+			struct timeval tv = {1, 0};
+			amqp_rpc_reply_t r;
+
+			amqp_maybe_release_buffers(c);
+			r = amqp_consume_message(c, &env, &tv, 0);
+			if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+			    r.library_error == AMQP_STATUS_TIMEOUT) {
+				continue;
+			}
+			if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+				fprintf(stderr, "raw_amqp_confirms: consume "
+				                "failed\n");
+				return 1;
+			}
+			if (amqp_basic_ack(c, 2, env.delivery_tag, 0) !=
+			    AMQP_STATUS_OK) {
+				fprintf(stderr, "raw_amqp_confirms: ack "
+				                "failed\n");
+				return 1;
+			}
+			amqp_destroy_envelope(&env);
+			c1 = now_us();
+			if (consumed++ == 0) {
+				c0 = c1;
+			}
+		}
+		amqp_channel_close(c, 2, AMQP_REPLY_SUCCESS);
+	}
 	amqp_queue_purge(c, 1, amqp_cstring_bytes(QUEUE));
 	die_rpc(c, "queue.purge");
 	amqp_channel_close(c, 1, AMQP_REPLY_SUCCESS);
@@ -221,11 +272,16 @@ main(int argc, char **argv)
 	printf("{\"scenario\":\"raw_amqp\",\"size\":%zu,\"window\":%zu,"
 	       "\"confirmed\":%llu,\"nacked\":%llu,\"seconds\":%.3f,"
 	       "\"per_s\":%.1f,\"confirm_p50_ms\":%.3f,"
-	       "\"confirm_p99_ms\":%.3f}\n",
+	       "\"confirm_p99_ms\":%.3f,\"prefetch\":%zu,\"consumed\":%zu,"
+	       "\"consume_per_s\":%.1f}\n",
 	       size, window, (unsigned long long)acked,
 	       (unsigned long long)nacked, (double)(t1 - t0) / 1e6,
 	       (double)acked * 1e6 / (double)(t1 - t0),
 	       nlat ? (double)lat[nlat / 2] / 1e3 : 0.0,
-	       nlat ? (double)lat[(size_t)((double)nlat * 0.99)] / 1e3 : 0.0);
+	       nlat ? (double)lat[(size_t)((double)nlat * 0.99)] / 1e3 : 0.0,
+	       prefetch, consumed,
+	       consumed > 1 && c1 > c0
+	           ? (double)(consumed - 1) * 1e6 / (double)(c1 - c0)
+	           : 0.0);
 	return 0;
 }

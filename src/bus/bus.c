@@ -59,6 +59,7 @@ struct served {
 struct sub {
 	const ProtobufCMessageDescriptor *desc;
 	bus_event_fn fn;
+	const struct bus_batch_ops *batch; /* or NULL: no batches */
 	void *ctx;
 };
 
@@ -851,7 +852,15 @@ int
 bus_subscribe(struct bus *bus, const ProtobufCMessageDescriptor *desc,
               bus_event_fn fn, void *ctx)
 {
+	return bus_subscribe_batch(bus, desc, fn, NULL, ctx);
+}
+
+int
+bus_subscribe_batch(struct bus *bus, const ProtobufCMessageDescriptor *desc,
+                    bus_event_fn fn, const struct bus_batch_ops *ops, void *ctx)
+{
 	assert(!bus->started);
+	assert(ops == NULL || (ops->begin && ops->commit && ops->rollback));
 	if (find_sub(bus, desc->name)) {
 		return MS_EEXIST;
 	}
@@ -860,6 +869,7 @@ bus_subscribe(struct bus *bus, const ProtobufCMessageDescriptor *desc,
 	}
 	bus->subs[bus->nsubs].desc = desc;
 	bus->subs[bus->nsubs].fn = fn;
+	bus->subs[bus->nsubs].batch = ops;
 	bus->subs[bus->nsubs].ctx = ctx;
 	bus->nsubs++;
 	return 0;
@@ -892,6 +902,8 @@ bus_deliver(struct bus *bus, const struct bus_event *ev)
 		rc = MS_ENOTFOUND;
 		goto out;
 	}
+	/* A transport opens a batch only with a subscriber that batches. */
+	assert(!ev->in_batch || s->batch != NULL);
 	msg = protobuf_c_message_unpack(s->desc, NULL, ev->len, ev->payload);
 	if (msg == NULL) {
 		MS_WARN("bus", "event %s of type %s cannot be decoded", ev->id,
@@ -915,4 +927,33 @@ out:
 	         rc == 0 ? "ok" : ms_errname(rc));
 	ms_metrics_count("monoshop_events_consumed_total", labels, 1);
 	return rc;
+}
+
+int
+bus_batch_begin(struct bus *bus, const char *type)
+{
+	const struct sub *s = find_sub(bus, type);
+
+	if (s == NULL || s->batch == NULL) {
+		return MS_ENOTSUP;
+	}
+	return s->batch->begin(s->ctx);
+}
+
+int
+bus_batch_commit(struct bus *bus, const char *type)
+{
+	const struct sub *s = find_sub(bus, type);
+
+	assert(s != NULL && s->batch != NULL);
+	return s->batch->commit(s->ctx);
+}
+
+void
+bus_batch_rollback(struct bus *bus, const char *type)
+{
+	const struct sub *s = find_sub(bus, type);
+
+	assert(s != NULL && s->batch != NULL);
+	s->batch->rollback(s->ctx);
 }

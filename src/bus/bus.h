@@ -152,6 +152,9 @@ struct bus_event {
 	const char *traceparent; /* W3C traceparent, or NULL */
 	int64_t occurred_ms;     /* wall clock at creation */
 	unsigned attempt;        /* 1 on first delivery, then redeliveries */
+	bool in_batch;           /* delivery only: part of a batch opened with
+	                            the subscriber's begin hook (bus_subscribe_batch):
+	                            the subscriber must not commit on its own */
 
 	/* Publish completion (set by the publisher, called by the transport):
 	 * rc 0 means the event is safely handed over (consumed in process, or
@@ -176,6 +179,44 @@ typedef int (*bus_event_fn)(void *ctx, const struct bus_event *ev,
  */
 int bus_subscribe(struct bus *bus, const ProtobufCMessageDescriptor *desc,
                   bus_event_fn fn, void *ctx);
+
+/*
+ * Batched delivery, for a subscriber whose effects are commits (one per
+ * event costs a disk sync each). A transport that has several deliveries
+ * in hand may open a batch with |begin|, deliver them one by one to the
+ * subscriber's bus_event_fn with ev->in_batch set, then call |commit| and
+ * acknowledge only the events whose verdict was 0, only once |commit|
+ * returned 0. In a batch the subscriber:
+ *  - keeps each event's effects apart (e.g. a SAVEPOINT per event), so that
+ *    an event it refuses (poison or transient: any non-zero verdict) leaves
+ *    nothing behind while the others of the batch stay;
+ *  - returns 0 when the event's effects are part of the batch: they become
+ *    durable with |commit|, and are lost with |rollback| or a failed commit
+ *    (then none of the batch is acknowledged: all are delivered again, so
+ *    the subscriber's dedup, e.g. the inbox, must see only committed ones).
+ * Verdicts other than 0 are handled as bus_event_fn says, event by event.
+ * |begin| returns 0 or MS_E* (then the events are delivered one by one,
+ * in_batch unset); |commit| returns 0 or MS_E* (nothing of the batch is
+ * durable); |rollback| undoes the batch. All three run on the delivery
+ * thread, in the order begin, fn*, commit|rollback; the subscriber may
+ * hold a lock from begin to commit/rollback, so nothing else of the
+ * delivery thread waits on it in between. A transport that does not batch
+ * never calls them: then each event commits on its own, as with
+ * bus_subscribe.
+ */
+struct bus_batch_ops {
+	int (*begin)(void *ctx);
+	int (*commit)(void *ctx);
+	void (*rollback)(void *ctx);
+};
+
+/*
+ * bus_subscribe_batch is bus_subscribe with batch hooks (all three set;
+ * |ops| must outlive the bus). Returns 0, MS_EEXIST or MS_EFULL.
+ */
+int bus_subscribe_batch(struct bus *bus, const ProtobufCMessageDescriptor *desc,
+                        bus_event_fn fn, const struct bus_batch_ops *ops,
+                        void *ctx);
 
 /*
  * bus_publish hands |ev| to the events transport. On 0, ev->done runs

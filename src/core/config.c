@@ -177,7 +177,8 @@ static const struct keydef keys[] = {
           "before it goes to the error queue"),
     K_INT("events.prefetch", "16", 1, 65535,
           "amqp: deliveries the broker may have unacknowledged with "
-          "this consumer (basic.qos)"),
+          "this consumer (basic.qos); those in hand are handled in "
+          "batches of up to half of it, one transaction each"),
     K_INT("events.heartbeat_s", "10", 0, 600,
           "amqp: heartbeat interval asked of the broker (0 = off; two "
           "missed beats drop the connection)"),

@@ -346,6 +346,59 @@ store_rollback(struct store *st)
 	pthread_mutex_unlock(&st->mtx);
 }
 
+/* One cached statement each: a batch takes a step per event. */
+static const char savepoint_sql[] = "SAVEPOINT ms_step";
+static const char release_sql[] = "RELEASE ms_step";
+static const char rollback_to_sql[] = "ROLLBACK TO ms_step";
+
+static int
+step_stmt(struct store *st, const char *sql)
+{
+	sqlite3_stmt *s = store_prepare(st, sql);
+	int rc;
+
+	if (s == NULL) {
+		return MS_EDB;
+	}
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		MS_ERROR("store", "%s: %s: %s", st->name, sql,
+		         sqlite3_errmsg(st->db));
+		return store_err(rc) ? store_err(rc) : MS_EDB;
+	}
+	return 0;
+}
+
+int
+store_savepoint(struct store *st)
+{
+	/* Outside a transaction SAVEPOINT would begin one of its own. */
+	if (sqlite3_get_autocommit(st->db)) {
+		return MS_EDB;
+	}
+	return step_stmt(st, savepoint_sql);
+}
+
+int
+store_release(struct store *st)
+{
+	return step_stmt(st, release_sql);
+}
+
+void
+store_rollback_to(struct store *st)
+{
+	/* ROLLBACK TO keeps the savepoint open: release it too. Both fail
+	 * harmlessly when SQLite already rolled the transaction back. */
+	if (sqlite3_get_autocommit(st->db)) {
+		return;
+	}
+	if (step_stmt(st, rollback_to_sql) == 0) {
+		step_stmt(st, release_sql);
+	}
+}
+
 sqlite3_stmt *
 store_prepare(struct store *st, const char *sql)
 {

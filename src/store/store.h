@@ -73,6 +73,20 @@ int store_commit(struct store *st);
 void store_rollback(struct store *st);
 
 /*
+ * A nested step inside the transaction of store_begin (lock held), e.g.
+ * one event of a batch: store_savepoint opens it, store_release keeps its
+ * writes in the transaction, store_rollback_to undoes them (the step is
+ * then closed too) and leaves the rest of the transaction as it was. Steps
+ * do not nest. store_savepoint returns 0, or MS_EDB when no transaction is
+ * open any more (SQLite rolls one back by itself on some errors, e.g. a
+ * full disk: nothing of it will commit) or the step cannot start;
+ * store_release returns 0 or MS_EDB / MS_EBUSY.
+ */
+int store_savepoint(struct store *st);
+int store_release(struct store *st);
+void store_rollback_to(struct store *st);
+
+/*
  * store_prepare returns a cached prepared statement for |sql| (keyed by the
  * pointer, so pass string literals), reset and with bindings cleared, or
  * NULL (the error is logged). Lock held. Do not finalize it.

@@ -235,6 +235,46 @@ START_TEST(test_inbox_claims_once)
 }
 END_TEST
 
+/* A batch: one transaction, a savepoint per event. A step undone leaves
+ * the others; a claim earlier in the batch is seen by a later one; a
+ * rolled-back batch leaves nothing; outside a transaction there is no
+ * step. */
+START_TEST(test_batch_steps)
+{
+	struct store *st;
+	const char *a = "44444444-4444-4444-8444-444444444444";
+	const char *b = "55555555-5555-4555-8555-555555555555";
+	const char *c = "66666666-6666-4666-8666-666666666666";
+
+	ck_assert_int_eq(store_open(&st, dir, "s", migs, 2, NULL), 0);
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_savepoint(st), 0);
+	ck_assert_int_eq(store_inbox_claim(st, a, "test.Event"), 0);
+	ck_assert_int_eq(store_release(st), 0);
+	ck_assert_int_eq(store_savepoint(st), 0);
+	ck_assert_int_eq(store_inbox_claim(st, b, "test.Event"), 0);
+	store_rollback_to(st); /* b refused: undone */
+	ck_assert_int_eq(store_savepoint(st), 0);
+	ck_assert_int_eq(store_inbox_claim(st, a, "test.Event"), MS_EEXIST);
+	store_rollback_to(st);
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert(store_inbox_seen(st, a));
+	ck_assert(!store_inbox_seen(st, b));
+
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_savepoint(st), 0);
+	ck_assert_int_eq(store_inbox_claim(st, c, "test.Event"), 0);
+	ck_assert_int_eq(store_release(st), 0);
+	store_rollback(st);
+	ck_assert(!store_inbox_seen(st, c));
+
+	store_lock(st);
+	ck_assert_int_eq(store_savepoint(st), MS_EDB);
+	store_unlock(st);
+	store_close(st);
+}
+END_TEST
+
 static void *
 notifier(void *arg)
 {
@@ -273,6 +313,7 @@ store_suite(void)
 	tcase_add_test(tc, test_not_a_database);
 	tcase_add_test(tc, test_outbox_atomic_and_durable);
 	tcase_add_test(tc, test_inbox_claims_once);
+	tcase_add_test(tc, test_batch_steps);
 	tcase_add_test(tc, test_outbox_wait_wakes);
 	suite_add_tcase(s, tc);
 	return s;

@@ -135,15 +135,29 @@ extern const size_t ordering_nmigrations;
  * items, in one transaction. With |event_id|, the event is claimed in the
  * inbox in that same transaction, so the order and the claim commit
  * together. Errors already in |errs| (from the caller's mapping) count as
- * validation failures too.
+ * validation failures too. With |in_batch|, the order and the claim are
+ * one step (a savepoint) of the batch transaction opened with
+ * ordering_store_batch_begin instead: on error the step is undone and the
+ * batch goes on; on 0 they commit with the batch.
  * Returns 0, MS_EVALIDATION (|errs| lists every reason), MS_EEXIST with
- * *duplicate set (the event was already handled: nothing written),
- * MS_EBUSY / MS_EDB / MS_EIO / MS_ENOMEM (nothing written).
+ * *duplicate set (the event was already handled, or claimed earlier in the
+ * batch: nothing written), MS_EBUSY / MS_EDB / MS_EIO / MS_ENOMEM (nothing
+ * written).
  */
 int ordering_store_create(struct store *st, struct ordering_order *o,
                           enum ordering_check kind, const char *event_id,
-                          const char *event_type, bool *duplicate,
-                          struct http_resp *errs);
+                          const char *event_type, bool in_batch,
+                          bool *duplicate, struct http_resp *errs);
+
+/*
+ * A batch of checkout events in one transaction (bus_subscribe_batch):
+ * begin locks the store and opens it (0 or MS_EDB / MS_EBUSY: not
+ * locked), commit commits and unlocks (0, or MS_E*: rolled back and
+ * unlocked), rollback rolls back and unlocks.
+ */
+int ordering_store_batch_begin(struct store *st);
+int ordering_store_batch_commit(struct store *st);
+void ordering_store_batch_rollback(struct store *st);
 
 /*
  * ordering_store_update validates |o| (UPDATE rules) and replaces the name,

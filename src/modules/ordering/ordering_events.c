@@ -17,9 +17,17 @@
  * dead-lettered, logged at warn with the reasons, never with the card
  * number or CVV); any other error is transient (redelivered).
  *
+ * Batches: a transport that has several events in hand (AMQP) delivers
+ * them in one transaction (batch_begin .. batch_commit), each event a
+ * savepoint of it, so a refused event leaves nothing and the others stay;
+ * a duplicate inside the batch finds the claim made earlier in it. The
+ * "order created" lines are logged before the batch commits: the order
+ * exists once the transport's ack follows (a failed commit is logged).
+ *
  * Threads: a transport delivery thread, possibly several at once; the
- * store's mutex serialises the writes and the inbox makes duplicates
- * delivered concurrently safe (one claim commits, the other finds it).
+ * store's mutex serialises the writes (a batch holds it from begin to
+ * commit) and the inbox makes duplicates delivered concurrently safe (one
+ * claim commits, the other finds it).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,7 +197,8 @@ on_checkout(void *ctx, const struct bus_event *ev, const ProtobufCMessage *msg)
 	rc = map_event(e, &ord, &items, errs);
 	if (rc == 0)
 		rc = ordering_store_create(o->st, &ord, ORDERING_CHECK_EVENT,
-		                           evid, type, &duplicate, errs);
+		                           evid, type, ev->in_batch, &duplicate,
+		                           errs);
 	if (rc == 0) {
 		MS_INFO("ordering",
 		        "order %s created from checkout event %s (user %s)",
@@ -210,10 +219,49 @@ on_checkout(void *ctx, const struct bus_event *ev, const ProtobufCMessage *msg)
 	return rc;
 }
 
+/* Batches (bus.h): one transaction for the events a transport has in
+ * hand, each event a savepoint of it; the store stays locked from begin
+ * to commit, on the delivery thread. */
+static int
+batch_begin(void *ctx)
+{
+	struct ordering *o = ctx;
+
+	return ordering_store_batch_begin(o->st);
+}
+
+static int
+batch_commit(void *ctx)
+{
+	struct ordering *o = ctx;
+	int rc = ordering_store_batch_commit(o->st);
+
+	if (rc != 0)
+		MS_WARN("ordering",
+		        "a batch of checkout events was not committed (%s): "
+		        "they will be delivered again",
+		        ms_strerror(rc));
+	return rc;
+}
+
+static void
+batch_rollback(void *ctx)
+{
+	struct ordering *o = ctx;
+
+	ordering_store_batch_rollback(o->st);
+}
+
+static const struct bus_batch_ops batch_ops = {
+    .begin = batch_begin,
+    .commit = batch_commit,
+    .rollback = batch_rollback,
+};
+
 int
 ordering_events_subscribe(struct bus *bus, struct ordering *o)
 {
-	return bus_subscribe(
+	return bus_subscribe_batch(
 	    bus, &monoshop__events__basket_checkout_event__descriptor,
-	    on_checkout, o);
+	    on_checkout, &batch_ops, o);
 }

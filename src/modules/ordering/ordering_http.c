@@ -342,7 +342,7 @@ post_order(void *ctx, const struct http_req *req, struct http_resp *resp)
 	rc = read_order(req, ORDERING_CHECK_CREATE, &ord, &root, &items, resp);
 	if (rc == 0)
 		rc = ordering_store_create(o->st, &ord, ORDERING_CHECK_CREATE,
-		                           NULL, NULL, NULL, resp);
+		                           NULL, NULL, false, NULL, resp);
 	json_decref(root);
 	free(items);
 	if (rc != 0)

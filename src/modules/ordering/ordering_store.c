@@ -566,7 +566,7 @@ insert_order(struct store *st, const struct ordering_order *o)
 int
 ordering_store_create(struct store *st, struct ordering_order *o,
                       enum ordering_check kind, const char *event_id,
-                      const char *event_type, bool *duplicate,
+                      const char *event_type, bool in_batch, bool *duplicate,
                       struct http_resp *errs)
 {
 	int rc;
@@ -584,24 +584,50 @@ ordering_store_create(struct store *st, struct ordering_order *o,
 	o->status = ORDERING_PENDING;
 	ms_uuid_v4(o->id);
 
-	rc = store_begin(st);
+	rc = in_batch ? store_savepoint(st) : store_begin(st);
 	if (rc != 0)
 		return rc;
 	if (event_id) {
 		rc = store_inbox_claim(st, event_id, event_type);
 		if (rc == MS_EEXIST && duplicate)
 			*duplicate = true;
+	}
+	if (rc == 0)
+		rc = insert_order(st, o);
+	if (in_batch) {
+		/* The batch's transaction goes on without this step. */
 		if (rc != 0) {
-			store_rollback(st);
+			store_rollback_to(st);
 			return rc;
 		}
+		rc = store_release(st);
+		if (rc != 0)
+			store_rollback_to(st);
+		return rc;
 	}
-	rc = insert_order(st, o);
 	if (rc != 0) {
 		store_rollback(st);
 		return rc;
 	}
 	return store_commit(st);
+}
+
+int
+ordering_store_batch_begin(struct store *st)
+{
+	return store_begin(st);
+}
+
+int
+ordering_store_batch_commit(struct store *st)
+{
+	return store_commit(st);
+}
+
+void
+ordering_store_batch_rollback(struct store *st)
+{
+	store_rollback(st);
 }
 
 int

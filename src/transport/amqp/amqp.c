@@ -35,7 +35,22 @@
  *
  * Consuming: for each delivery the body is decoded (envelope.c) and handed
  * to bus_deliver on this thread; the ack is sent only after the verdict,
- * i.e. after the order and its inbox row are committed. Verdicts:
+ * i.e. after the order and its inbox row are committed. Deliveries already
+ * received (in librabbitmq's buffer or the socket's: we never wait for
+ * more) are handled in one batch when the subscriber batches
+ * (bus_subscribe_batch): bus_batch_begin on the first, bus_deliver for
+ * each, bus_batch_commit once no frame is left to read (or at
+ * BATCH_MAX(prefetch), so that the broker keeps sending the other half),
+ * then the events whose verdict was 0 are acked: one basic.ack
+ * multiple=true when every unacked tag up to the last is one of them,
+ * else one by one. A multiple ack must never cover a delivery that is
+ * being moved (its copy awaits its confirm; the original is acked or
+ * requeued then) nor one left unacked for the broker to requeue (stopping):
+ * batch_acks checks both. A failed commit acks none: they are requeued
+ * (basic.nack requeue), and the next 2 x prefetch deliveries are handled one
+ * by one, so that a lasting failure meets the redelivery count below rather
+ * than loop. A lost connection rolls the batch back (the broker requeues).
+ * Verdicts:
  *   0                        ack
  *   no consumer (ENOTSUP from the envelope, ENOTFOUND from the bus)
  *                            move to <queue>_skipped (MT-Reason dead-letter)
@@ -113,14 +128,17 @@
 
 #define TICK_MS          1000 /* longest sleep: heartbeats need calls */
 #define FRAMES_PER_ROUND 256  /* then publish again: no starvation */
-#define BACKOFF_MIN_MS   100
-#define HOLD_MS          1000  /* longest a queued event waits, disconnected */
-#define RETRY_BASE_MS    250   /* delay before a transient retry ... */
-#define RETRY_MAX_MS     10000 /* ... doubling up to this */
-#define MAX_EXCHANGES    8     /* event exchanges declared per connection */
-#define MAX_ENDPOINTS    4
-#define NAME_MAX_        200 /* exchange and queue names we build */
-#define PROCESS_NAME     "monoshop"
+/* A batch of deliveries ends at half the prefetch window, so the broker can
+ * send the other half while we commit and ack this one. */
+#define BATCH_MAX(prefetch) ((prefetch) > 1 ? (size_t)(prefetch) / 2 : 1)
+#define BACKOFF_MIN_MS      100
+#define HOLD_MS             1000 /* longest a queued event waits, disconnected */
+#define RETRY_BASE_MS       250  /* delay before a transient retry ... */
+#define RETRY_MAX_MS        10000 /* ... doubling up to this */
+#define MAX_EXCHANGES       8     /* event exchanges declared per connection */
+#define MAX_ENDPOINTS       4
+#define NAME_MAX_           200 /* exchange and queue names we build */
+#define PROCESS_NAME        "monoshop"
 
 /* The receive endpoints MassTransit's ConfigureEndpoints would give the
  * original consumers (kebab-case, wire.md §3.2). */
@@ -257,6 +275,16 @@ struct broker {
 	const char *declared[MAX_EXCHANGES];
 	size_t ndeclared;
 	uint64_t rnd; /* xorshift state for jitter */
+	/* The open batch of deliveries (bus_batch_begin), if any. */
+	bool batch_open;
+	char batch_type[128]; /* its subscriber's event type */
+	uint64_t *batch_tags; /* verdict 0: acked after the commit (prefetch) */
+	size_t nbatch;
+	size_t batch_max;     /* BATCH_MAX(prefetch) */
+	uint64_t unacked_min; /* lowest tag left for the broker to requeue
+	                         (UINT64_MAX: none), on this channel */
+	unsigned solo;        /* deliveries to handle one by one (after a
+	                         failed batch commit) */
 };
 
 /* ---- small helpers ----------------------------------------------------- */
@@ -988,6 +1016,99 @@ move_retry(struct broker *a, struct content *c, const struct endpoint *ep,
 
 /* ---- consuming ----------------------------------------------------------- */
 
+/*
+ * batch_acks acknowledges the batch's deliveries (all committed). One
+ * multiple ack covers every unacked tag up to the last of the batch on the
+ * channel, so it is used only when none of those is anyone else's: no
+ * move waiting to publish or for its confirm, nothing left for the broker
+ * to requeue below it. Else one ack each. Returns 0 or MS_EUNAVAIL.
+ */
+static int
+batch_acks(struct broker *a)
+{
+	uint64_t last = a->batch_tags[a->nbatch - 1];
+	bool multiple = a->nbatch > 1 && a->unacked_min > last;
+
+	for (size_t i = 0; i < a->nfwd && multiple; i++) {
+		if (a->fwds[i].used && a->fwds[i].orig_tag < last) {
+			multiple = false;
+		}
+	}
+	for (uint64_t s = a->head_seq; s < a->next_seq && multiple; s++) {
+		const struct rec *r = rec_at(a, s);
+
+		if (r->kind == REC_MOVE && r->orig_tag < last) {
+			multiple = false;
+		}
+	}
+	if (multiple) {
+		if (amqp_basic_ack(a->conn, CH_CON, last, 1) !=
+		    AMQP_STATUS_OK) {
+			return fail(a, false, "basic.ack failed");
+		}
+		count("monoshop_amqp_acks_total", "multiple");
+	} else {
+		for (size_t i = 0; i < a->nbatch; i++) {
+			if (amqp_basic_ack(a->conn, CH_CON, a->batch_tags[i],
+			                   0) != AMQP_STATUS_OK) {
+				return fail(a, false, "basic.ack failed");
+			}
+		}
+		count("monoshop_amqp_acks_total", "single");
+	}
+	ms_metrics_count("monoshop_amqp_consumed_total", "result=\"ok\"",
+	                 (double)a->nbatch);
+	return 0;
+}
+
+/*
+ * batch_end closes the open batch, if any: with |commit|, commits it and
+ * acks its deliveries, or, when the commit fails, requeues them all (none
+ * of their effects is durable) and handles the next deliveries one by
+ * one; without, rolls it back (the connection is gone: the broker
+ * requeues). Returns 0 or MS_EUNAVAIL (the connection failed).
+ */
+static int
+batch_end(struct broker *a, bool commit)
+{
+	int rc;
+
+	if (!a->batch_open) {
+		return 0;
+	}
+	a->batch_open = false;
+	if (!commit) {
+		bus_batch_rollback(a->t->bus, a->batch_type);
+		a->nbatch = 0;
+		return 0;
+	}
+	rc = bus_batch_commit(a->t->bus, a->batch_type);
+	if (a->nbatch == 0) {
+		return 0; /* nothing to ack: every event went another way */
+	}
+	if (rc == 0) {
+		rc = batch_acks(a);
+		a->nbatch = 0;
+		return rc;
+	}
+	MS_WARN("amqp",
+	        "%s: a batch of %zu events was not committed (%s): "
+	        "requeued; the next %u deliveries are handled one by one",
+	        a->eps[0].queue, a->nbatch, ms_strerror(rc),
+	        (unsigned)(2 * a->prefetch));
+	a->solo = 2 * (unsigned)a->prefetch;
+	for (size_t i = 0; i < a->nbatch; i++) {
+		count_event("monoshop_events_retried_total", a->batch_type);
+		if (amqp_basic_nack(a->conn, CH_CON, a->batch_tags[i], 0, 1) !=
+		    AMQP_STATUS_OK) {
+			a->nbatch = 0;
+			return fail(a, false, "basic.nack failed");
+		}
+	}
+	a->nbatch = 0;
+	return 0;
+}
+
 /* Handles one complete delivery on the AMQP thread. */
 static int
 consume_traced(struct broker *a, struct content *c)
@@ -996,6 +1117,7 @@ consume_traced(struct broker *a, struct content *c)
 	unsigned redeliveries = redelivery_count(&c->props);
 	struct tp_amqp_decoded dec;
 	struct bus_event ev;
+	bool solo = a->solo > 0 && !a->batch_open;
 	char why[256] = "";
 	char exc[64];
 	int rc;
@@ -1012,9 +1134,26 @@ consume_traced(struct broker *a, struct content *c)
 		    a, c, ep, "MassTransit.SerializationException",
 		    why[0] ? why : "not a MassTransit envelope", redeliveries);
 	}
+	if (rc == 0 && a->batch_open && strcmp(a->batch_type, dec.type) != 0) {
+		/* Another subscriber's event: this batch ends here. */
+		if ((rc = batch_end(a, true)) != 0) {
+			tp_amqp_decoded_fini(&dec);
+			return rc;
+		}
+	}
+	if (solo) {
+		a->solo--;
+	} else if (rc == 0 && !a->batch_open &&
+	           strlen(dec.type) < sizeof(a->batch_type) &&
+	           bus_batch_begin(a->t->bus, dec.type) == 0) {
+		a->batch_open = true;
+		a->nbatch = 0;
+		ms_strlcpy(a->batch_type, dec.type, sizeof(a->batch_type));
+	}
 	if (rc == 0) {
 		memset(&ev, 0, sizeof(ev));
 		ms_strlcpy(ev.id, dec.message_id, sizeof(ev.id));
+		ev.in_batch = a->batch_open;
 		ev.type = dec.type;
 		ev.payload = dec.payload;
 		ev.len = dec.len;
@@ -1026,6 +1165,12 @@ consume_traced(struct broker *a, struct content *c)
 		ev.attempt = redeliveries + 1;
 		rc = bus_deliver(a->t->bus, &ev);
 		tp_amqp_decoded_fini(&dec);
+		if (rc == 0 && ev.in_batch) {
+			/* Acked once the batch is committed. */
+			a->batch_tags[a->nbatch++] = c->tag;
+			return a->nbatch >= a->batch_max ? batch_end(a, true)
+			                                 : 0;
+		}
 		if (rc == 0) {
 			if (amqp_basic_ack(a->conn, CH_CON, c->tag, 0) !=
 			    AMQP_STATUS_OK) {
@@ -1126,7 +1271,10 @@ content_done(struct broker *a, struct content *c, int channel)
 		on_returned(a, c);
 	} else if (c->discard && !c->oversized) {
 		/* Stopping (or not ours): left unacked, the broker requeues it
-		 * when the connection closes. */
+		 * when the connection closes. No multiple ack may cover it. */
+		if (c->tag < a->unacked_min) {
+			a->unacked_min = c->tag;
+		}
 	} else if (c->oversized) {
 		MS_ERROR("amqp",
 		         "%s: message %.*s of %llu bytes exceeds "
@@ -1334,6 +1482,13 @@ read_frames(struct broker *a)
 			return fail(a, false, "%s", amqp_error_string2(st));
 		}
 		rc = on_frame(a, &f);
+	}
+	/* What had arrived is handled: commit the batch and ack it (or, when
+	 * the connection failed, roll it back: the broker requeues). */
+	if (rc == 0) {
+		rc = batch_end(a, true);
+	} else {
+		batch_end(a, false);
 	}
 	/* Frames and decoded methods live in the library's pools until
 	 * released; everything we keep was copied out. */
@@ -1578,6 +1733,7 @@ conn_close(struct broker *a, bool graceful, int rc)
 		/* Bounded by the RPC timeout set at connect. */
 		amqp_connection_close(a->conn, AMQP_REPLY_SUCCESS);
 	}
+	batch_end(a, false); /* closed by read_frames already, normally */
 	amqp_destroy_connection(a->conn);
 	a->conn = NULL;
 	ring_fail(a, rc);
@@ -1678,6 +1834,7 @@ conn_open(struct broker *a)
 	a->next_seq = a->head_seq = 1;
 	a->ndeclared = 0;
 	a->warned_unrouted = false;
+	a->unacked_min = UINT64_MAX; /* delivery tags restart per channel */
 	amqp_channel_open(a->conn, CH_PUB);
 	if (rpc_check(a, "opening the publishing channel") != 0) {
 		return MS_EUNAVAIL;
@@ -1949,6 +2106,8 @@ priv_free(struct broker *a)
 	free(a->queue);
 	free(a->recs);
 	free(a->fwds);
+	free(a->batch_tags);
+	a->batch_tags = NULL;
 	a->urlbuf = NULL;
 	a->queue = NULL;
 	a->recs = NULL;
@@ -2048,7 +2207,11 @@ broker_init(struct bus_transport *t, const char *url,
 	a->queue = calloc(a->qcap, sizeof(*a->queue));
 	a->recs = calloc(a->rcap, sizeof(*a->recs));
 	a->fwds = calloc(a->nfwd, sizeof(*a->fwds));
-	if (a->queue == NULL || a->recs == NULL || a->fwds == NULL) {
+	a->batch_tags = calloc(a->nfwd, sizeof(*a->batch_tags));
+	a->batch_max = BATCH_MAX(a->prefetch);
+	a->unacked_min = UINT64_MAX;
+	if (a->queue == NULL || a->recs == NULL || a->fwds == NULL ||
+	    a->batch_tags == NULL) {
 		priv_free(a);
 		return MS_ENOMEM;
 	}
