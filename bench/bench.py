@@ -130,6 +130,63 @@ def proc_status(pid):
     return rss, hwm
 
 
+def cpu_seconds(pids=(), pgids=()):
+    """CPU time (user + system, s) used so far by the live processes in
+    |pids| or in the process groups |pgids| (the broker: rabbitmq-server
+    and its Erlang VM)."""
+    tck = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        f = st[st.rindex(")") + 2:].split()
+        if int(d) in pids or int(f[2]) in pgids:
+            total += int(f[11]) + int(f[12])   # utime, stime
+    return total / tck
+
+
+def children_cpu_seconds():
+    """CPU time of the children waited for so far (the load generators)."""
+    import resource
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def machine_busy():
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return sum(v) - idle, sum(v)
+
+
+class CpuMeter:
+    """CPU seconds per party over one phase: each process or process group
+    named, the load generators (children waited for), and the machine's
+    busy share."""
+
+    def __init__(self, parties):
+        self.parties = parties   # [(name, pids, pgids)]
+        self.t0 = [cpu_seconds(p, g) for _, p, g in parties]
+        self.c0 = children_cpu_seconds()
+        self.m0 = machine_busy()
+
+    def done(self):
+        t1 = [cpu_seconds(p, g) for _, p, g in self.parties]
+        m1 = machine_busy()
+        out = {name: t1[i] - self.t0[i]
+               for i, (name, _, _) in enumerate(self.parties)}
+        out["load generator"] = children_cpu_seconds() - self.c0
+        total = m1[1] - self.m0[1]
+        out["machine busy share"] = (m1[0] - self.m0[0]) / total if total else None
+        return out
+
+
 # -- processes -------------------------------------------------------------
 
 class Proc:
@@ -946,11 +1003,15 @@ def scenario_pipeline(b, res, rounds, dev, broker):
     for r in range(rounds):
         for i, (name, front, back) in enumerate(modes):
             if name == "raw":
+                meter = CpuMeter([("broker", (), {broker.proc.pid})])
                 out = run([b.raw_amqp, "--url", broker.url, "--size",
                            str(ENVELOPE_BYTES), "--window", "64", "--count",
                            str(CHECKOUTS), "--seconds", "20", "--consume",
                            str(PREFETCH)], 60, "raw_amqp_confirms")
                 j = last_json(out)
+                cpu = meter.done()
+                j["cpu_us_per_msg"] = {k: cpu[k] * 1e6 / CHECKOUTS
+                                       for k in ("broker", "load generator")}
                 data.setdefault(name, []).append(j)
                 log("   round %d raw      %9.0f msg/s confirmed (p50 %.2f ms, "
                     "p99 %.2f ms), %.0f msg/s consumed+acked"
@@ -974,17 +1035,31 @@ def scenario_pipeline(b, res, rounds, dev, broker):
                 s = httpload(b, front.http_port, "store", prefix, CHECKOUTS,
                              STORE_CONC)
                 before = outbox_max_seq(front.db("basket"))
+                # Where the CPU goes, per order, from the checkouts to the
+                # last order: what bounds the pipeline on this box.
+                parties = [("basket+discount", {front.pid}, ()),
+                           ("ordering", {back.pid}, ())]
+                if name == "dev":
+                    parties = [("monoshop", {front.pid}, ())]
+                elif name == "amqp":
+                    parties.append(("broker", (), {broker.proc.pid}))
+                meter = CpuMeter(parties)
                 c = httpload(b, front.http_port, "checkout", prefix, CHECKOUTS,
                              CHECKOUT_CONC)
                 n, lat, ops = wait_orders(front.db("basket"), back.db("ordering"),
                                           before, c["ok"], PIPELINE_TIMEOUT)
+                cpu = meter.done()
             finally:
                 SAMPLER.set_phase(None)
             j = dict(stored=s["ok"], store_rps=s["per_s"], checked_out=c["ok"],
                      checkout_rps=c["per_s"], checkout_p99_ms=c["p99_ms"],
                      errors=s["e4xx"] + s["e5xx"] + s["eio"] + c["e4xx"] +
                      c["e5xx"] + c["eio"], orders=n, orders_per_s=ops,
-                     lat_p50_ms=pct(lat, 0.5), lat_p99_ms=pct(lat, 0.99))
+                     lat_p50_ms=pct(lat, 0.5), lat_p99_ms=pct(lat, 0.99),
+                     cpu_us_per_order={k: (v * 1e6 / n if n else None)
+                                       for k, v in cpu.items()
+                                       if k != "machine busy share"},
+                     busy_share=cpu["machine busy share"])
             data.setdefault(name, []).append(j)
             log("   round %d %-8s stored %d (%.0f/s), checked out %d (%.0f/s), "
                 "orders %d at %.0f/s, latency p50 %s ms p99 %s ms, errors %d"
@@ -1019,6 +1094,23 @@ def scenario_pipeline(b, res, rounds, dev, broker):
                 peer=peer, ratio=ratio, target=tgt, met=met)
         res.add(4, "%s: POST /basket/checkout req/s (HTTP side)" % names[name],
                 fmt_ms([j["checkout_rps"] for j in runs]))
+        # CPU per order, per party, and what the sum implies.
+        keys = list(runs[0]["cpu_us_per_order"])
+        per = {k: [j["cpu_us_per_order"][k] or 0 for j in runs] for k in keys}
+        tot = [sum(j["cpu_us_per_order"][k] or 0 for k in keys) for j in runs]
+        note = ""
+        if name == "amqp" and raw:
+            # Cores the whole pipeline would need at half the raw rate.
+            need = [t * 0.5 * rw / 1e6 for t, rw in zip(tot, raw)]
+            note = ("; at 0.5× raw it would need %s cores (this machine: %d)"
+                    % (fmt_ms(need, 2), os.cpu_count()))
+        res.add(4, "%s: CPU µs (user+sys) per order, checkouts to last "
+                "order, by process; share of the machine busy%s"
+                % (names[name], note),
+                "%s; total %s; busy %s%%"
+                % (", ".join("%s %s" % (k, fmt_ms(per[k])) for k in keys),
+                   fmt_ms(tot),
+                   fmt_ms([100 * (j["busy_share"] or 0) for j in runs])))
     stages = data.get("stages")
     if stages and raw:
         lost = sum(j["checked_out"] - j["orders"] for j in stages)
@@ -1039,6 +1131,12 @@ def scenario_pipeline(b, res, rounds, dev, broker):
                 % (PREFETCH, fmt_ms(rawc)),
                 ratio="%s×" % fmt_ms(ratio_of(cp, rawc), 2))
     if raw:
+        rj = data["raw"]
+        res.add(4, "raw peer: CPU µs (user+sys) per message published, "
+                "confirmed, consumed and acked",
+                "broker %s, raw client %s"
+                % (fmt_ms([j["cpu_us_per_msg"]["broker"] for j in rj]),
+                   fmt_ms([j["cpu_us_per_msg"]["load generator"] for j in rj])))
         res.add(4, "raw librabbitmq publisher, %d B persistent, 64 unconfirmed: "
                 "confirm p50 / p99 ms" % ENVELOPE_BYTES,
                 "%s / %s" % (fmt_ms([j["confirm_p50_ms"] for j in data["raw"]]),
