@@ -1313,6 +1313,274 @@ START_TEST(corruptions)
 }
 END_TEST
 
+/* ---- the reader's own edges --------------------------------------------- */
+
+/* golden_same checks that the golden body with |from| replaced by |to|
+ * decodes to the very event the golden body decodes to. */
+static void
+golden_same(const char *from, const char *to)
+{
+	char *body = slurp(GOLDEN, NULL);
+	char *changed = replace(body, from, to);
+	struct tp_amqp_decoded want;
+
+	free_event(decode_ok(body, &want));
+	same_event(changed, &want);
+	tp_amqp_decoded_fini(&want);
+	free(changed);
+	free(body);
+}
+
+/* golden_bad checks that the golden body with |from| replaced by |to| is
+ * refused with |want| and a reason holding |needle|. */
+static void
+golden_bad(const char *from, const char *to, int want, const char *needle)
+{
+	char *body = slurp(GOLDEN, NULL);
+	char *changed = replace(body, from, to);
+
+	decode_bad(changed, want, needle);
+	free(changed);
+	free(body);
+}
+
+/* golden_item decodes the golden body with |from| replaced by |to| and
+ * returns the event (free_event; |d| with tp_amqp_decoded_fini). */
+static Monoshop__Events__BasketCheckoutEvent *
+golden_item(const char *from, const char *to, struct tp_amqp_decoded *d)
+{
+	char *body = slurp(GOLDEN, NULL);
+	char *changed = replace(body, from, to);
+	Monoshop__Events__BasketCheckoutEvent *ev = decode_ok(changed, d);
+
+	ck_assert_uint_eq(ev->n_items, 2);
+	free(changed);
+	free(body);
+	return ev;
+}
+
+START_TEST(escaped_names)
+{
+	/* A name is matched once decoded, in any case. */
+	golden_same("\"userName\"", "\"user\\u004Eame\"");
+	golden_same("\"messageId\"", "\"\\u006dessage\\u0049D\"");
+	golden_same("\"price\": \"950.00\"", "\"PRI\\u0043E\": \"950.00\"");
+	golden_same("\"traceparent\"", "\"TraceParent\"");
+	golden_same("\"messageType\"", "\"message\\u0054ype\"");
+	golden_same(EVENT_URN, "urn:message:\\u0042uildingBlocks.Messaging."
+	                       "Events:BasketCheckoutEvent");
+	/* Near names are other members. */
+	golden_same("\"id\":", "\"userNameX\": 5, \"userNam\": 6, \"\": 7, "
+	                       "\"items2\": 8, \"id\":");
+	/* Two names equal once decoded are duplicates (not JSON); equal in
+	 * another case, ambiguous. */
+	golden_bad("\"cvv\": \"355\"",
+	           "\"cvv\": \"355\", \"\\u0063vv\": \"355\"", MS_EINVAL,
+	           "not JSON");
+	golden_bad("\"cvv\": \"355\"",
+	           "\"cvv\": \"355\", \"CV\\u0056\": \"355\"", MS_EINVAL,
+	           "message.cvv: given more than once");
+	golden_bad("\"color\": \"Red\"", "\"color\": \"Red\", \"COLOR\": null",
+	           MS_EINVAL, "message.items[1].color: given more than once");
+	golden_bad("\"traceparent\"", "\"TRACEPARENT\": 1, \"traceparent\"",
+	           MS_EINVAL, "headers.traceparent: given more than once");
+	/* The tag's characters are refused in names too. */
+	golden_bad("\"cvv\"", "\"\\u0001cvv\"", MS_EINVAL, "not JSON");
+}
+END_TEST
+
+START_TEST(escaped_values)
+{
+	struct tp_amqp_decoded d;
+	Monoshop__Events__BasketCheckoutEvent *ev;
+
+	ev = golden_item("\"IPhone X\"",
+	                 "\"I\\u0050hone \\\"X\\\" \\ud83d\\ude00\\/\\t\\\\\"",
+	                 &d);
+	ck_assert_str_eq(ev->items[0]->productname,
+	                 "IPhone \"X\" \xf0\x9f\x98\x80/\t\\");
+	free_event(ev);
+	tp_amqp_decoded_fini(&d);
+	ev = golden_item("\"950.00\"", "\"\\u0039\\u0035\\u0030.5\"", &d);
+	ck_assert_str_eq(ev->items[0]->price, "950.50");
+	free_event(ev);
+	tp_amqp_decoded_fini(&d);
+	ev = golden_item("\"quantity\": 2", "\"quantity\": \"\\u0033\"", &d);
+	ck_assert_int_eq(ev->items[1]->quantity, 3);
+	free_event(ev);
+	tp_amqp_decoded_fini(&d);
+	golden_same("\"5334c996-8457", "\"\\u0035334C996-8457");
+	golden_same("\"2026-11-29T05:40:01.456Z\"",
+	            "\"2026-11-29\\u005405:40:01.456Z\"");
+	golden_same("\"00-0af7", "\"\\u0030\\u0030-0af7");
+
+	/* Escapes jansson refuses, wherever they are. */
+	golden_bad("\"host\": {", "\"host\": {\"x\": \"\\ud800\", ", MS_EINVAL,
+	           "not JSON");
+	golden_bad("\"host\": {", "\"host\": {\"x\": \"\\udc00\", ", MS_EINVAL,
+	           "not JSON");
+	golden_bad("\"host\": {", "\"host\": {\"x\": \"\\ud800\\u0041\", ",
+	           MS_EINVAL, "not JSON");
+	golden_bad("\"host\": {", "\"host\": {\"x\": \"\\u0000\", ", MS_EINVAL,
+	           "not JSON");
+	golden_bad("\"host\": {", "\"host\": {\"x\": \"\\x41\", ", MS_EINVAL,
+	           "not JSON");
+	golden_bad("\"host\": {", "\"host\": {\"x\": \"\\u00g1\", ", MS_EINVAL,
+	           "not JSON");
+	golden_bad("\"host\": {", "\"host\": {\"x\": \"\\u0002N:1\", ",
+	           MS_EINVAL, "not JSON");
+	/* Escaped control characters: text we do not carry. */
+	golden_bad("\"IPhone X\"", "\"IPhone\\bX\"", MS_EINVAL,
+	           "message.items[0].productName: must not contain control");
+}
+END_TEST
+
+/* big_object returns ", " joined members "k0": 0 ... "k<n-1>": 0, and
+ * "k<dup>": 1 after them when |dup| < |n| (malloc'd). */
+static char *
+big_object(size_t n, size_t dup)
+{
+	char *s = malloc(32 * (n + 1) + 16);
+	size_t o = 0;
+
+	ck_assert_ptr_nonnull(s);
+	o += (size_t)sprintf(s + o, "\"host\": {");
+	for (size_t i = 0; i < n; i++) {
+		o += (size_t)sprintf(s + o, "\"k%zu\": 0, ", i);
+	}
+	if (dup < n) {
+		o += (size_t)sprintf(s + o, "\"k%zu\": 1, ", dup);
+	}
+	return s;
+}
+
+START_TEST(duplicate_keys)
+{
+	char *members;
+
+	/* Names we do not read may differ in case only; exact duplicates are
+	 * refused in any object, however deep. */
+	golden_same("\"host\": {", "\"host\": {\"a\": 1, \"A\": 2, ");
+	golden_same("\"host\": {",
+	            "\"host\": {\"x\": [{\"k\": 1}, {\"k\": 2}], ");
+	golden_bad("\"host\": {", "\"host\": {\"a\": 1, \"a\": 2, ", MS_EINVAL,
+	           "not JSON");
+	golden_bad("\"host\": {",
+	           "\"host\": {\"x\": [[{\"k\": 1, \"k\": 1}]], ", MS_EINVAL,
+	           "not JSON");
+	/* A nested object's keys are its own. */
+	golden_same("\"host\": {", "\"host\": {\"host\": {\"host\": 1}, ");
+	/* Many keys: checked by sorting them, not pair by pair. */
+	members = big_object(500, 500);
+	golden_same("\"host\": {", members);
+	free(members);
+	members = big_object(500, 3);
+	golden_bad("\"host\": {", members, MS_EINVAL, "not JSON");
+	free(members);
+}
+END_TEST
+
+START_TEST(number_limits)
+{
+	static const char *const not_numbers[] = {
+	    "01",  "1.",   ".5",   "-",    "1e",     "1e+",
+	    "+1",  "1.e5", "-01",  "0x10", "1_000",  "Infinity",
+	    "NaN", "tru",  "True", "nul",  "falsey",
+	};
+	struct tp_amqp_decoded d;
+	Monoshop__Events__BasketCheckoutEvent *ev;
+	char to[128];
+
+	ev = with_event("\"paymentMethod\": 1", "\"paymentMethod\": 2147483647",
+	                &d);
+	ck_assert_int_eq(ev->paymentmethod, INT32_MAX);
+	free_event(ev);
+	tp_amqp_decoded_fini(&d);
+	ev = with_event("\"paymentMethod\": 1",
+	                "\"paymentMethod\": -2147483648", &d);
+	ck_assert_int_eq(ev->paymentmethod, INT32_MIN);
+	free_event(ev);
+	tp_amqp_decoded_fini(&d);
+	/* int64 is what JSON integers may hold; beyond is not JSON. */
+	with_bad("\"paymentMethod\": 1",
+	         "\"paymentMethod\": 9223372036854775807", MS_EINVAL,
+	         "message.paymentMethod: out of the range of int32");
+	with_bad("\"paymentMethod\": 1",
+	         "\"paymentMethod\": -9223372036854775808", MS_EINVAL,
+	         "message.paymentMethod: out of the range of int32");
+	with_bad("\"paymentMethod\": 1",
+	         "\"paymentMethod\": 9223372036854775808", MS_EINVAL,
+	         "not JSON");
+	with_bad("\"paymentMethod\": 1",
+	         "\"paymentMethod\": -9223372036854775809", MS_EINVAL,
+	         "not JSON");
+
+	/* A real of 64 bytes is exact; of 65, a double; -0 is 0. */
+	total_is("1400.50000000000000000000000000000000000"
+	         "000000000000000000000000",
+	         "1400.50");
+	total_bad("1400.50000000000000000000000000000000000"
+	          "0000000000000000000000000",
+	          "message.totalPrice: must be a decimal number or a string");
+	total_is("-0", "0.00");
+	total_is("-0.0", "0.00");
+	/* A real too big for a double is not JSON when jansson read it (a
+	 * long one), and is read as text when it is short. */
+	golden_bad("\"host\": {",
+	           "\"host\": {\"x\": 1.00000000000000000000000000000000000000"
+	           "000000000000000000000000000000e400, ",
+	           MS_EINVAL, "not JSON");
+	golden_same("\"host\": {",
+	            "\"host\": {\"x\": 1.00000000000000000000000000000000000000"
+	            "000000000000000000000000000000e300, ");
+	golden_same("\"host\": {", "\"host\": {\"x\": -1e999, ");
+
+	for (size_t i = 0; i < sizeof(not_numbers) / sizeof(not_numbers[0]);
+	     i++) {
+		snprintf(to, sizeof(to), "\"host\": {\"x\": %s, ",
+		         not_numbers[i]);
+		golden_bad("\"host\": {", to, MS_EINVAL, "not JSON");
+	}
+}
+END_TEST
+
+/* nested returns |n| '[' then |n| ']' (malloc'd). */
+static char *
+nested(size_t n)
+{
+	char *s = malloc(2 * n + 1);
+
+	ck_assert_ptr_nonnull(s);
+	memset(s, '[', n);
+	memset(s + n, ']', n);
+	s[2 * n] = '\0';
+	return s;
+}
+
+START_TEST(nesting_limit)
+{
+	char to[256];
+	char *deep;
+
+	/* The envelope is level 1, host level 2: 30 more arrays make 32. */
+	deep = nested(30);
+	snprintf(to, sizeof(to), "\"host\": {\"x\": %s, ", deep);
+	golden_same("\"host\": {", to);
+	free(deep);
+	deep = nested(31);
+	snprintf(to, sizeof(to), "\"host\": {\"x\": %s, ", deep);
+	golden_bad("\"host\": {", to, MS_EINVAL,
+	           "nesting is deeper than 32 levels");
+	free(deep);
+	/* Inside an item (level 4) too. */
+	deep = nested(29);
+	snprintf(to, sizeof(to), "\"color\": \"Red\", \"x\": %s", deep);
+	golden_bad("\"color\": \"Red\"", to, MS_EINVAL,
+	           "nesting is deeper than 32 levels");
+	free(deep);
+}
+END_TEST
+
 static Suite *
 envelope_suite(void)
 {
@@ -1322,6 +1590,7 @@ envelope_suite(void)
 	TCase *rt = tcase_create("round_trip");
 	TCase *fm = tcase_create("forms");
 	TCase *bad = tcase_create("refusals");
+	TCase *rd = tcase_create("reader");
 
 	tcase_add_test(dn, dotnet_fixture);
 	tcase_add_test(dn, dotnet_times);
@@ -1361,6 +1630,13 @@ envelope_suite(void)
 	/* The corruption loop decodes ~12000 bodies: room under valgrind. */
 	tcase_set_timeout(bad, 120);
 	suite_add_tcase(s, bad);
+
+	tcase_add_test(rd, escaped_names);
+	tcase_add_test(rd, escaped_values);
+	tcase_add_test(rd, duplicate_keys);
+	tcase_add_test(rd, number_limits);
+	tcase_add_test(rd, nesting_limit);
+	suite_add_tcase(s, rd);
 	return s;
 }
 

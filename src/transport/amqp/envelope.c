@@ -34,12 +34,14 @@
 #include "transport/amqp/envelope.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "config.h"
 #include "core/err.h"
@@ -480,47 +482,912 @@ reason(struct dec *d, int rc, const char *fmt, ...)
 	return rc;
 }
 
-/* join writes the path of member |name| of the object at |path|. */
-static const char *
-join(char *buf, size_t n, const char *path, const char *name)
+/* Where a member is: spelled out only in a reason, when there is one. */
+struct at {
+	const char *obj;  /* its object's path: "", "headers" or "message" */
+	long item;        /* or, when >= 0, message.items[item]'s */
+	const char *name; /* its canonical name */
+};
+
+#define AT(obj, name) (&(const struct at){(obj), -1, (name)})
+
+/* bad writes the reason "<path>: |what|" for the member |at|; returns
+ * MS_EINVAL. */
+static int
+bad(struct dec *d, const struct at *at, const char *what)
 {
-	snprintf(buf, n, "%s%s%s", path, *path ? "." : "", name);
-	return buf;
+	if (at->item >= 0) {
+		return reason(d, MS_EINVAL, "message.items[%ld].%s: %s",
+		              at->item, at->name, what);
+	}
+	return reason(d, MS_EINVAL, "%s%s%s: %s", at->obj, *at->obj ? "." : "",
+	              at->name, what);
+}
+
+/* ---- decode: reading the text, once ------------------------------------- */
+
+/*
+ * The decoder reads the body once and builds no tree (a jansson tree, a
+ * malloc per value and a hash table per object, cost most of a decode).
+ * Its JSON parser accepts exactly the texts that ms_json_loads_exact
+ * accepts with MS_JSON_TRAILING_COMMAS: jansson's grammar (an object or an
+ * array at the top, integers that fit an int64, no \u0000, valid UTF-8, no
+ * duplicate keys), nesting up to MS_JSON_MAX_DEPTH, no \u0001 or \u0002,
+ * one trailing comma per container. While it checks the whole text, it
+ * notes where the members we read are - in the envelope, its headers, its
+ * message and the message's items: the first member of each name, in any
+ * case, and how many matched; strings are decoded later, and only those
+ * the event keeps. The members are then judged in a fixed order
+ * (decode_root): messageType, messageId, sentTime, headers, then the
+ * message member by member, its items, occurredOn. So the fault reported
+ * is the first in that order, wherever it is in the text.
+ */
+
+/* What a JSON value is, as far as the judges of members care. */
+enum vtype {
+	V_NONE, /* no value: the member is absent */
+	V_NULL,
+	V_BOOL,
+	V_INT,    /* fits an int64 (jansson refuses more) */
+	V_REAL,   /* of at most MS_JSON_NUM_MAX bytes: its text is exact */
+	V_DOUBLE, /* a longer one: a double in jansson, not exact */
+	V_STR,
+	V_OBJ,
+	V_ARR,
+};
+
+/* Where a value is in the body. */
+struct val {
+	enum vtype type;
+	bool esc;   /* a string with escapes: decoded before use */
+	size_t off; /* its text; a string's without the quotes */
+	size_t len;
+};
+
+/* A member we read: how many members have its name (in any case), and the
+ * first one's value. */
+struct member {
+	unsigned seen;
+	struct val v;
+};
+
+/* Where in the envelope a value is: what of it is noted. */
+enum ctx {
+	C_ANY,     /* nowhere we read */
+	C_ROOT,    /* the envelope */
+	C_TYPES,   /* its messageType */
+	C_HEADERS, /* its headers */
+	C_MESSAGE, /* its message */
+	C_ITEMS,   /* the message's items */
+	C_ITEM,    /* one of the items */
+};
+
+enum { R_TYPE, R_ID, R_SENT, R_HEADERS, R_MESSAGE, R_N };
+static const char *const root_names[R_N] = {
+    "messageType", "messageId", "sentTime", "headers", "message",
+};
+
+enum { H_TRACEPARENT, H_N };
+static const char *const header_names[H_N] = {"traceparent"};
+
+/* The message's members: event_fields, then these. */
+enum { M_ITEMS = MS_ARRAY_SIZE(event_fields), M_OCCURRED, M_N };
+static const char *const message_names[M_N - M_ITEMS] = {"items", "occurredOn"};
+
+/* An object's key, decoded, for the duplicate check. */
+struct key {
+	const char *s; /* in the body, or in the arena when it had escapes */
+	size_t n;
+	uint32_t hash;
+};
+
+/* One of message.items: its members as read, then its event item. */
+struct item {
+	struct val self;
+	struct member f[MS_ARRAY_SIZE(item_fields)];
+	Monoshop__Events__BasketCheckoutItem pb;
+	struct slot slot;
+};
+
+/*
+ * One decode: the body and the read position; the arena that the strings
+ * in use are decoded into, NUL-terminated (|len| bytes are enough: no
+ * string decodes to more than its quoted text, and each is decoded at most
+ * once); the keys of the objects open; what was noted of the members; then
+ * the event built from them, whose strings point into the arena and the
+ * slots.
+ */
+struct work {
+	const char *s;
+	size_t len;
+	size_t i;
+	unsigned depth;
+	char *arena; /* malloc'd, |len| bytes */
+	size_t used;
+	struct key *keys; /* realloc'd */
+	size_t nkeys;
+	size_t kcap;
+	enum vtype top;
+	struct member root[R_N];
+	struct member headers[H_N];
+	struct member msg[M_N];
+	bool types_ours;    /* messageType lists our URN */
+	bool types_strange; /* messageType holds a non-string */
+	struct item *items; /* realloc'd: the first MAX_ITEMS of items */
+	size_t nitems;      /* how many elements items has */
+	size_t icap;
+	Monoshop__Events__BasketCheckoutEvent ev;
+	struct slot slot;
+	char occurred[MS_TIME_STRLEN];
+	Monoshop__Events__BasketCheckoutItem **pits; /* n_items, calloc'd */
+};
+
+static void
+work_fini(struct work *w)
+{
+	free(w->arena);
+	free(w->keys);
+	free(w->items);
+	free(w->pits);
+}
+
+static bool
+is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* next skips whitespace and returns the byte there, or -1 at the end. */
+static int
+next(struct work *w)
+{
+	while (w->i < w->len && is_space(w->s[w->i])) {
+		w->i++;
+	}
+	return w->i < w->len ? (unsigned char)w->s[w->i] : -1;
+}
+
+/* hex4 returns the value of the 4 hex digits at |p|, or -1. */
+static int
+hex4(const char *p)
+{
+	int v = 0;
+
+	for (int i = 0; i < 4; i++) {
+		char c = p[i];
+
+		v <<= 4;
+		if (c >= '0' && c <= '9') {
+			v |= c - '0';
+		} else if (c >= 'a' && c <= 'f') {
+			v |= c - 'a' + 10;
+		} else if (c >= 'A' && c <= 'F') {
+			v |= c - 'A' + 10;
+		} else {
+			return -1;
+		}
+	}
+	return v;
 }
 
 /*
- * member finds |name| in |obj| case-insensitively: 0 with *v set, or NULL
- * when absent or null; MS_EINVAL when two members match (System.Text.Json
- * would take the last; a sender that writes both is not to be guessed).
+ * escape_len returns the length of the escape at s[0] (a '\\') of the |n|
+ * bytes there, or 0 when it is refused: by jansson (an unknown escape,
+ * \u0000, a surrogate out of its pair) or by ms_json_loads_exact (\u0001
+ * and \u0002, its number tag's characters).
  */
-static int
-member(struct dec *d, const json_t *obj, const char *path, const char *name,
-       json_t **v)
+static size_t
+escape_len(const char *s, size_t n)
 {
-	json_t *o = (json_t *)obj; /* jansson's iterator API is not const */
-	const char *key;
-	json_t *m;
-	char where[96];
+	int u;
 
-	*v = NULL;
-	json_object_foreach (o, key, m) {
-		if (strcasecmp(key, name) != 0) {
+	if (n < 2) {
+		return 0;
+	}
+	switch (s[1]) {
+	case '"':
+	case '\\':
+	case '/':
+	case 'b':
+	case 'f':
+	case 'n':
+	case 'r':
+	case 't':
+		return 2;
+	case 'u':
+		break;
+	default:
+		return 0;
+	}
+	if (n < 6 || (u = hex4(s + 2)) <= 2 || (u >= 0xdc00 && u <= 0xdfff)) {
+		return 0;
+	}
+	if (u < 0xd800 || u > 0xdbff) {
+		return 6;
+	}
+	if (n < 12 || s[6] != '\\' || s[7] != 'u') {
+		return 0;
+	}
+	u = hex4(s + 8);
+	return u >= 0xdc00 && u <= 0xdfff ? 12 : 0;
+}
+
+/* utf8_len returns the length of the UTF-8 sequence at s[0] (a byte of
+ * 0x80 or more) of the |n| bytes there, or 0 when it is not valid (the
+ * rules of ms_utf8_valid are jansson's). */
+static size_t
+utf8_len(const unsigned char *s, size_t n)
+{
+	size_t k = s[0] >= 0xc2 && s[0] <= 0xdf   ? 2
+	           : s[0] >= 0xe0 && s[0] <= 0xef ? 3
+	           : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
+	                                          : 0;
+
+	return k > 0 && k <= n && ms_utf8_valid((const char *)s, k) ? k : 0;
+}
+
+/* scan_string reads the string at w->i (a '"') into *v. */
+static int
+scan_string(struct work *w, struct val *v)
+{
+	const unsigned char *s = (const unsigned char *)w->s;
+	size_t i = w->i + 1;
+
+	v->type = V_STR;
+	v->esc = false;
+	v->off = i;
+	while (i < w->len) {
+		unsigned c = s[i];
+		size_t k;
+
+		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+			i++;
 			continue;
 		}
-		if (*v != NULL) {
-			return reason(d, MS_EINVAL,
-			              "%s: given more than once (names are "
-			              "case-insensitive)",
-			              join(where, sizeof(where), path, name));
+		if (c == '"') {
+			v->len = i - v->off;
+			w->i = i + 1;
+			return 0;
 		}
-		*v = m;
+		if (c == '\\') {
+			k = escape_len(w->s + i, w->len - i);
+			v->esc = true;
+		} else {
+			k = c < 0x20 ? 0 : utf8_len(s + i, w->len - i);
+		}
+		if (k == 0) {
+			return MS_EJSON;
+		}
+		i += k;
 	}
-	if (json_is_null(*v)) {
-		*v = NULL;
+	return MS_EJSON;
+}
+
+/* put_utf8 writes code point |cp| in UTF-8 at |out|; returns the length. */
+static size_t
+put_utf8(unsigned long cp, char *out)
+{
+	if (cp < 0x80) {
+		out[0] = (char)cp;
+		return 1;
 	}
+	if (cp < 0x800) {
+		out[0] = (char)(0xc0 | cp >> 6);
+		out[1] = (char)(0x80 | (cp & 0x3f));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		out[0] = (char)(0xe0 | cp >> 12);
+		out[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+		out[2] = (char)(0x80 | (cp & 0x3f));
+		return 3;
+	}
+	out[0] = (char)(0xf0 | cp >> 18);
+	out[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+	out[2] = (char)(0x80 | (cp >> 6 & 0x3f));
+	out[3] = (char)(0x80 | (cp & 0x3f));
+	return 4;
+}
+
+/* escaped returns the character that the escape \|c| stands for (|c| is
+ * none of 'u'). */
+static char
+escaped(char c)
+{
+	switch (c) {
+	case 'b':
+		return '\b';
+	case 'f':
+		return '\f';
+	case 'n':
+		return '\n';
+	case 'r':
+		return '\r';
+	case 't':
+		return '\t';
+	default:
+		return c; /* '"', '\\', '/' */
+	}
+}
+
+/* unescape decodes the |n| bytes of a string's text |s| (checked by
+ * scan_string) into |out|; returns the decoded length. */
+static size_t
+unescape(const char *s, size_t n, char *out)
+{
+	size_t o = 0;
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned long cp;
+
+		if (s[i] != '\\') {
+			out[o++] = s[i++];
+		} else if (s[i + 1] != 'u') {
+			out[o++] = escaped(s[i + 1]);
+			i += 2;
+		} else {
+			cp = (unsigned long)hex4(s + i + 2);
+			i += 6;
+			if (cp >= 0xd800 && cp <= 0xdbff) {
+				cp = 0x10000 + ((cp - 0xd800) << 10) +
+				     ((unsigned long)hex4(s + i + 2) - 0xdc00);
+				i += 6;
+			}
+			o += put_utf8(cp, out + o);
+		}
+	}
+	return o;
+}
+
+/* text_of decodes the string |v| into the arena: a NUL-terminated string
+ * of *n bytes, alive until work_fini. */
+static const char *
+text_of(struct work *w, const struct val *v, size_t *n)
+{
+	char *out = w->arena + w->used;
+
+	assert(v->type == V_STR);
+	if (v->esc) {
+		*n = unescape(w->s + v->off, v->len, out);
+	} else {
+		memcpy(out, w->s + v->off, v->len);
+		*n = v->len;
+	}
+	out[*n] = '\0';
+	w->used += *n + 1;
+	assert(w->used <= w->len);
+	return out;
+}
+
+/* skip_digits moves *i past the decimal digits there; false if none. */
+static bool
+skip_digits(const char *s, size_t n, size_t *i)
+{
+	size_t b = *i;
+
+	while (*i < n && s[*i] >= '0' && s[*i] <= '9') {
+		(*i)++;
+	}
+	return *i > b;
+}
+
+/* int_value reads the JSON integer of |n| bytes at |s| into *out; false
+ * when it does not fit an int64 (as jansson's strtoll). */
+static bool
+int_value(const char *s, size_t n, int64_t *out)
+{
+	bool neg = s[0] == '-';
+	uint64_t max = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+	uint64_t v = 0;
+
+	for (size_t i = neg; i < n; i++) {
+		unsigned d = (unsigned)(s[i] - '0');
+
+		if (v > (max - d) / 10) {
+			return false;
+		}
+		v = v * 10 + d;
+	}
+	*out = !neg ? (int64_t)v : v == max ? INT64_MIN : -(int64_t)v;
+	return true;
+}
+
+/* real_ok tells (0 or MS_EJSON) whether jansson reads the real of |n|
+ * bytes at |s|: whether strtod does not overflow it; or MS_ENOMEM. */
+static int
+real_ok(const char *s, size_t n)
+{
+	char *t = malloc(n + 1);
+	double v;
+	int err;
+
+	if (t == NULL) {
+		return MS_ENOMEM;
+	}
+	memcpy(t, s, n);
+	t[n] = '\0';
+	errno = 0;
+	v = strtod(t, NULL);
+	err = errno;
+	free(t);
+	return (v == HUGE_VAL || v == -HUGE_VAL) && err == ERANGE ? MS_EJSON
+	                                                          : 0;
+}
+
+/* scan_number reads the number at w->i into *v: JSON's grammar, and what
+ * jansson and ms_json_loads_exact make of it. */
+static int
+scan_number(struct work *w, struct val *v)
+{
+	const char *s = w->s;
+	size_t n = w->len;
+	size_t i = w->i;
+	bool real = false;
+	int64_t ignored;
+
+	v->off = i;
+	if (i < n && s[i] == '-') {
+		i++;
+	}
+	if (i < n && s[i] == '0') {
+		i++;
+	} else if (!skip_digits(s, n, &i)) {
+		return MS_EJSON;
+	}
+	if (i < n && s[i] == '.') {
+		i++;
+		real = true;
+		if (!skip_digits(s, n, &i)) {
+			return MS_EJSON;
+		}
+	}
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		i++;
+		if (i < n && (s[i] == '+' || s[i] == '-')) {
+			i++;
+		}
+		real = true;
+		if (!skip_digits(s, n, &i)) {
+			return MS_EJSON;
+		}
+	}
+	v->len = i - v->off;
+	w->i = i;
+	if (!real) {
+		v->type = V_INT;
+		return int_value(s + v->off, v->len, &ignored) ? 0 : MS_EJSON;
+	}
+	/* ms_json_loads_exact hid a short real from jansson; a longer one
+	 * jansson read with strtod. */
+	if (v->len <= MS_JSON_NUM_MAX) {
+		v->type = V_REAL;
+		return 0;
+	}
+	v->type = V_DOUBLE;
+	return real_ok(s + v->off, v->len);
+}
+
+static int
+scan_literal(struct work *w, struct val *v, const char *word, enum vtype type)
+{
+	size_t n = strlen(word);
+
+	if (w->len - w->i < n || memcmp(w->s + w->i, word, n) != 0) {
+		return MS_EJSON;
+	}
+	v->type = type;
+	v->len = n;
+	w->i += n;
 	return 0;
 }
 
+/* name_is tells whether the |n| bytes at |k| are |name| in any ASCII
+ * case: strcasecmp's equality in the C locale. */
+static bool
+name_is(const char *name, const char *k, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char a = name[i];
+		char b = k[i];
+
+		if (a == '\0') {
+			return false;
+		}
+		a = a >= 'A' && a <= 'Z' ? (char)(a - 'A' + 'a') : a;
+		b = b >= 'A' && b <= 'Z' ? (char)(b - 'A' + 'a') : b;
+		if (a != b) {
+			return false;
+		}
+	}
+	return name[n] == '\0';
+}
+
+static int
+find_name(const char *const *names, size_t count, const char *k, size_t n)
+{
+	for (size_t i = 0; i < count; i++) {
+		if (name_is(names[i], k, n)) {
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+static int
+find_field(const struct field *f, size_t count, const char *k, size_t n)
+{
+	for (size_t i = 0; i < count; i++) {
+		if (name_is(f[i].name, k, n)) {
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+/* known returns the index of the member that key |k| (|n| bytes) names in
+ * an object at |ctx|, or -1 when it is none we read. */
+static int
+known(enum ctx ctx, const char *k, size_t n)
+{
+	int i;
+
+	switch (ctx) {
+	case C_ROOT:
+		return find_name(root_names, R_N, k, n);
+	case C_HEADERS:
+		return find_name(header_names, H_N, k, n);
+	case C_ITEM:
+		return find_field(item_fields, MS_ARRAY_SIZE(item_fields), k,
+		                  n);
+	case C_MESSAGE:
+		i = find_field(event_fields, M_ITEMS, k, n);
+		if (i < 0) {
+			i = find_name(message_names, M_N - M_ITEMS, k, n);
+			i = i < 0 ? -1 : M_ITEMS + i;
+		}
+		return i;
+	default:
+		return -1;
+	}
+}
+
+/* inner returns where the value of member |i| of an object at |ctx| is,
+ * and in *m where its own members are noted (NULL: nowhere). */
+static enum ctx
+inner(struct work *w, enum ctx ctx, int i, struct member **m)
+{
+	*m = NULL;
+	if (ctx == C_ROOT && i == R_TYPE) {
+		return C_TYPES;
+	}
+	if (ctx == C_ROOT && i == R_HEADERS) {
+		*m = w->headers;
+		return C_HEADERS;
+	}
+	if (ctx == C_ROOT && i == R_MESSAGE) {
+		*m = w->msg;
+		return C_MESSAGE;
+	}
+	return ctx == C_MESSAGE && i == M_ITEMS ? C_ITEMS : C_ANY;
+}
+
+/* FNV-1a: cheap, and a collision only costs a memcmp. */
+static uint32_t
+hash(const char *s, size_t n)
+{
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < n; i++) {
+		h = (h ^ (unsigned char)s[i]) * 16777619u;
+	}
+	return h;
+}
+
+static int
+key_cmp(const void *a, const void *b)
+{
+	const struct key *x = a;
+	const struct key *y = b;
+
+	if (x->hash != y->hash) {
+		return x->hash < y->hash ? -1 : 1;
+	}
+	if (x->n != y->n) {
+		return x->n < y->n ? -1 : 1;
+	}
+	return memcmp(x->s, y->s, x->n);
+}
+
+/* has_duplicate tells whether the |n| keys of one object at |k| hold one
+ * twice, as jansson's JSON_REJECT_DUPLICATES refuses. Many keys are
+ * sorted first: a peer must not make the check quadratic. */
+static bool
+has_duplicate(struct key *k, size_t n)
+{
+	if (n > 32) {
+		qsort(k, n, sizeof(*k), key_cmp);
+		for (size_t i = 1; i < n; i++) {
+			if (key_cmp(&k[i - 1], &k[i]) == 0) {
+				return true;
+			}
+		}
+		return false;
+	}
+	for (size_t i = 1; i < n; i++) {
+		for (size_t j = 0; j < i; j++) {
+			if (k[i].hash == k[j].hash &&
+			    key_cmp(&k[i], &k[j]) == 0) {
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
+/* scan_key reads the key at w->i, decoded into *k, and keeps it for the
+ * duplicate check of its object. */
+static int
+scan_key(struct work *w, struct key *k)
+{
+	struct val v;
+	int rc = scan_string(w, &v);
+
+	if (rc != 0) {
+		return rc;
+	}
+	if (v.esc) {
+		k->s = text_of(w, &v, &k->n);
+	} else {
+		k->s = w->s + v.off;
+		k->n = v.len;
+	}
+	k->hash = hash(k->s, k->n);
+	if (w->nkeys == w->kcap) {
+		size_t cap = w->kcap ? 2 * w->kcap : 64;
+		struct key *keys = realloc(w->keys, cap * sizeof(*keys));
+
+		if (keys == NULL) {
+			return MS_ENOMEM;
+		}
+		w->keys = keys;
+		w->kcap = cap;
+	}
+	w->keys[w->nkeys++] = *k;
+	return 0;
+}
+
+/* enter steps into the container at w->i: MS_EJSON when it is nested
+ * deeper than MS_JSON_MAX_DEPTH. */
+static int
+enter(struct work *w)
+{
+	if (w->depth == MS_JSON_MAX_DEPTH) {
+		return MS_EJSON;
+	}
+	w->depth++;
+	w->i++;
+	return 0;
+}
+
+/* more reads what follows a value in a container that |close| ends: true
+ * after a ',' that a value follows. A trailing comma is passed over. */
+static bool
+more(struct work *w, char close)
+{
+	if (next(w) != ',') {
+		return false;
+	}
+	w->i++;
+	return next(w) != close;
+}
+
+/* leave steps out of the container at w->i, which |close| must end. */
+static int
+leave(struct work *w, char close)
+{
+	if (next(w) != close) {
+		return MS_EJSON;
+	}
+	w->depth--;
+	w->i++;
+	return 0;
+}
+
+static int parse_value(struct work *w, enum ctx ctx, struct member *m,
+                       struct val *v);
+
+/* parse_member reads one member of an object at |ctx|, whose members we
+ * read are noted in |m|. */
+static int
+parse_member(struct work *w, enum ctx ctx, struct member *m)
+{
+	struct member *sub;
+	struct key k;
+	int i;
+	int rc;
+
+	if (next(w) != '"') {
+		return MS_EJSON;
+	}
+	if ((rc = scan_key(w, &k)) != 0) {
+		return rc;
+	}
+	if (next(w) != ':') {
+		return MS_EJSON;
+	}
+	w->i++;
+	i = known(ctx, k.s, k.n);
+	if (i < 0 || m[i].seen++ > 0) {
+		return parse_value(w, C_ANY, NULL, NULL);
+	}
+	ctx = inner(w, ctx, i, &sub);
+	return parse_value(w, ctx, sub, &m[i].v);
+}
+
+static int
+parse_object(struct work *w, enum ctx ctx, struct member *m)
+{
+	size_t base = w->nkeys;
+	int rc = enter(w);
+
+	if (rc == 0 && next(w) != '}') {
+		do {
+			rc = parse_member(w, ctx, m);
+		} while (rc == 0 && more(w, '}'));
+	}
+	if (rc == 0) {
+		rc = leave(w, '}');
+	}
+	if (rc == 0 && w->nkeys > base &&
+	    has_duplicate(w->keys + base, w->nkeys - base)) {
+		rc = MS_EJSON;
+	}
+	w->nkeys = base;
+	return rc;
+}
+
+/*
+ * note_type notes an element of messageType. A real of at most
+ * MS_JSON_NUM_MAX bytes counts as a string (never our URN): it is one in
+ * ms_json_loads_exact's tree (its exact-number tag), this decoder read
+ * that tree before, and the envelopes it accepted stay accepted.
+ */
+static void
+note_type(struct work *w, const struct val *v)
+{
+	const char *s = w->s + v->off;
+	size_t n = v->len;
+
+	if (v->type == V_STR) {
+		if (v->esc) {
+			s = text_of(w, v, &n);
+		}
+		/* MassTransit compares URNs case-insensitively. */
+		w->types_ours |= name_is(EVENT_URN, s, n);
+	} else if (v->type != V_REAL) {
+		w->types_strange = true;
+	}
+}
+
+/* parse_element reads one element of an array at |ctx|. */
+static int
+parse_element(struct work *w, enum ctx ctx)
+{
+	struct item *it;
+	struct val v;
+	int rc;
+
+	/* Items past MAX_ITEMS are only counted: there are too many. */
+	if (ctx == C_ITEMS && ++w->nitems <= MAX_ITEMS) {
+		if (w->nitems > w->icap) {
+			size_t cap = w->icap ? 2 * w->icap : 4;
+
+			it = realloc(w->items, cap * sizeof(*it));
+			if (it == NULL) {
+				return MS_ENOMEM;
+			}
+			w->items = it;
+			w->icap = cap;
+		}
+		it = &w->items[w->nitems - 1];
+		memset(it, 0, sizeof(*it));
+		return parse_value(w, C_ITEM, it->f, &it->self);
+	}
+	rc = parse_value(w, C_ANY, NULL, &v);
+	if (rc == 0 && ctx == C_TYPES) {
+		note_type(w, &v);
+	}
+	return rc;
+}
+
+static int
+parse_array(struct work *w, enum ctx ctx)
+{
+	int rc = enter(w);
+
+	if (rc == 0 && next(w) != ']') {
+		do {
+			rc = parse_element(w, ctx);
+		} while (rc == 0 && more(w, ']'));
+	}
+	return rc == 0 ? leave(w, ']') : rc;
+}
+
+/* parse_value reads the value at w->i into *v (may be NULL); an object's
+ * members at |ctx| are noted in |m|. */
+static int
+parse_value(struct work *w, enum ctx ctx, struct member *m, struct val *v)
+{
+	struct val ignored;
+	int c = next(w);
+
+	if (v == NULL) {
+		v = &ignored;
+	}
+	v->esc = false;
+	v->off = w->i;
+	switch (c) {
+	case '{':
+		v->type = V_OBJ;
+		return parse_object(w, ctx, m);
+	case '[':
+		v->type = V_ARR;
+		return parse_array(w, ctx);
+	case '"':
+		return scan_string(w, v);
+	case 't':
+		return scan_literal(w, v, "true", V_BOOL);
+	case 'f':
+		return scan_literal(w, v, "false", V_BOOL);
+	case 'n':
+		return scan_literal(w, v, "null", V_NULL);
+	default:
+		return scan_number(w, v);
+	}
+}
+
+/* parse reads the whole body: 0, MS_EJSON (not JSON that
+ * ms_json_loads_exact accepts) or MS_ENOMEM. */
+static int
+parse(struct work *w)
+{
+	struct val top;
+	int c = next(w);
+	int rc;
+
+	/* jansson wants an object or an array at the top. */
+	if (c != '{' && c != '[') {
+		return MS_EJSON;
+	}
+	rc = parse_value(w, C_ROOT, w->root, &top);
+	if (rc == 0 && next(w) != -1) {
+		rc = MS_EJSON;
+	}
+	w->top = top.type;
+	return rc;
+}
+/* ---- decode: judging the members ---------------------------------------- */
+
+/*
+ * pick returns in *v the member |f| (the one |at| names): NULL when absent
+ * or null; MS_EINVAL when two members match its name (System.Text.Json
+ * would take the last; a sender that writes both is not to be guessed).
+ */
+static int
+pick(struct dec *d, const struct member *f, const struct at *at,
+     const struct val **v)
+{
+	*v = NULL;
+	if (f->seen > 1) {
+		return bad(d, at,
+		           "given more than once (names are case-insensitive)");
+	}
+	if (f->seen == 1 && f->v.type != V_NULL) {
+		*v = &f->v;
+	}
+	return 0;
+}
 /* parse_int parses "-?[0-9]+" exactly into an int32, as System.Text.Json
  * reads a number from a string: no spaces, no '+', no fraction. */
 static bool
@@ -576,131 +1443,133 @@ money_why(const char *s, size_t n)
 }
 
 static int
-decode_str(struct dec *d, const char *where, json_t *v, char **out)
+decode_str(struct dec *d, struct work *w, const struct at *at,
+           const struct val *v, char **out)
 {
+	const char *s;
 	size_t n;
 
-	if (!json_is_string(v) || ms_json_real_text(v, &n) != NULL) {
-		return reason(d, MS_EINVAL, "%s: must be a string", where);
+	if (v->type != V_STR) {
+		return bad(d, at, "must be a string");
 	}
-	n = json_string_length(v);
+	s = text_of(w, v, &n);
 	if (n > MAX_STR) {
-		return reason(d, MS_EINVAL,
-		              "%s: longer than " STR(MAX_STR) " bytes", where);
+		return bad(d, at, "longer than " STR(MAX_STR) " bytes");
 	}
-	if (!ms_utf8_valid(json_string_value(v), n)) {
-		return reason(d, MS_EINVAL,
-		              "%s: must not contain control characters", where);
+	if (!ms_utf8_valid(s, n)) {
+		return bad(d, at, "must not contain control characters");
 	}
-	/* Borrowed from the tree, which outlives the packing. */
-	*out = (char *)json_string_value(v);
+	/* In the arena, which outlives the packing. */
+	*out = (char *)s;
 	return 0;
 }
 
 static int
-decode_guid(struct dec *d, const char *where, json_t *v, char g[MS_UUID_STRLEN])
+decode_guid(struct dec *d, struct work *w, const struct at *at,
+            const struct val *v, char g[MS_UUID_STRLEN])
 {
-	size_t n;
+	const char *s = NULL;
+	size_t n = 0;
 
-	if (!json_is_string(v) || ms_json_real_text(v, &n) != NULL ||
-	    json_string_length(v) != MS_UUID_STRLEN - 1 ||
-	    !ms_uuid_valid(json_string_value(v))) {
-		return reason(d, MS_EINVAL, "%s: must be a GUID", where);
+	if (v->type == V_STR) {
+		s = text_of(w, v, &n);
 	}
-	memcpy(g, json_string_value(v), MS_UUID_STRLEN);
+	if (n != MS_UUID_STRLEN - 1 || !ms_uuid_valid(s)) {
+		return bad(d, at, "must be a GUID");
+	}
+	memcpy(g, s, MS_UUID_STRLEN);
 	ms_uuid_normalize(g);
 	return 0;
 }
 
 static int
-decode_money(struct dec *d, const char *where, json_t *v,
-             char buf[MS_MONEY_STRLEN])
+decode_money(struct dec *d, struct work *w, const struct at *at,
+             const struct val *v, char buf[MS_MONEY_STRLEN])
 {
-	char scratch[MS_JSON_NUM_STRLEN];
-	const char *t;
-	size_t n;
+	const char *t = w->s + v->off;
+	size_t n = v->len;
 	int64_t cents;
 
-	if (!ms_json_exact_number(v, scratch, &t, &n)) {
-		if (!json_is_string(v)) {
-			return reason(d, MS_EINVAL,
-			              "%s: must be a decimal number or a "
-			              "string holding one",
-			              where);
-		}
-		t = json_string_value(v);
-		n = json_string_length(v);
+	/* A number's own text is exact, and an integer's is its value's
+	 * (JSON writes no leading zeros; "-0" is read as 0 anyway). */
+	if (v->type == V_STR) {
+		t = text_of(w, v, &n);
+	} else if (v->type != V_INT && v->type != V_REAL) {
+		return bad(d, at,
+		           "must be a decimal number or a string holding one");
 	}
 	if (ms_money_parse(t, n, &cents) != 0) {
-		return reason(d, MS_EINVAL, "%s: %s", where, money_why(t, n));
+		return bad(d, at, money_why(t, n));
 	}
 	ms_money_format_fixed(cents, buf);
 	return 0;
 }
 
 static int
-decode_int(struct dec *d, const char *where, json_t *v, int32_t *out)
+decode_int(struct dec *d, struct work *w, const struct at *at,
+           const struct val *v, int32_t *out)
 {
-	int64_t i;
+	const char *s;
 	size_t n;
+	int64_t i;
+	bool ok = false;
 
-	if (json_is_integer(v)) {
-		i = json_integer_value(v);
-	} else if (!json_is_string(v) || ms_json_real_text(v, &n) != NULL ||
-	           !parse_int(json_string_value(v), json_string_length(v),
-	                      &i)) {
-		return reason(d, MS_EINVAL,
-		              "%s: must be an integer (or a string holding "
-		              "one)",
-		              where);
+	if (v->type == V_INT) {
+		ok = int_value(w->s + v->off, v->len, &i);
+	} else if (v->type == V_STR) {
+		s = text_of(w, v, &n);
+		ok = parse_int(s, n, &i);
+	}
+	if (!ok) {
+		return bad(d, at,
+		           "must be an integer (or a string holding one)");
 	}
 	if (i < INT32_MIN || i > INT32_MAX) {
-		return reason(d, MS_EINVAL, "%s: out of the range of int32",
-		              where);
+		return bad(d, at, "out of the range of int32");
 	}
 	*out = (int32_t)i;
 	return 0;
 }
 
-/* decode_fields fills |msg| from the object |obj| at |path|; a missing or
- * null member keeps the protobuf default. */
+/* decode_fields fills |msg| from the members |m| noted for |fields| in
+ * the object at |obj| (or message.items[|item|] when |item| >= 0); a
+ * missing or null member keeps the protobuf default. */
 static int
-decode_fields(struct dec *d, const json_t *obj, const char *path,
-              const struct field *fields, size_t n, void *msg,
-              struct slot *slot)
+decode_fields(struct dec *d, struct work *w, const struct member *m,
+              const char *obj, long item, const struct field *fields, size_t n,
+              void *msg, struct slot *slot)
 {
 	for (size_t i = 0; i < n; i++) {
 		const struct field *f = &fields[i];
-		char where[96];
-		json_t *v;
+		const struct at at = {obj, item, f->name};
+		const struct val *v;
 		int rc;
 
-		rc = member(d, obj, path, f->name, &v);
+		rc = pick(d, &m[i], &at, &v);
 		if (rc != 0 || v == NULL) {
 			if (rc != 0) {
 				return rc;
 			}
 			continue;
 		}
-		join(where, sizeof(where), path, f->name);
 		switch (f->kind) {
 		case K_STR:
-			rc = decode_str(d, where, v, str_at(msg, f->off));
+			rc = decode_str(d, w, &at, v, str_at(msg, f->off));
 			break;
 		case K_GUID:
-			rc = decode_guid(d, where, v, slot->guid);
+			rc = decode_guid(d, w, &at, v, slot->guid);
 			if (rc == 0) {
 				*str_at(msg, f->off) = slot->guid;
 			}
 			break;
 		case K_MONEY:
-			rc = decode_money(d, where, v, slot->money);
+			rc = decode_money(d, w, &at, v, slot->money);
 			if (rc == 0) {
 				*str_at(msg, f->off) = slot->money;
 			}
 			break;
 		case K_INT:
-			rc = decode_int(d, where, v, int_at(msg, f->off));
+			rc = decode_int(d, w, &at, v, int_at(msg, f->off));
 			break;
 		}
 		if (rc != 0) {
@@ -834,22 +1703,25 @@ parse_time(const char *s, size_t n, int64_t *ms)
 	return true;
 }
 
-/* decode_time reads the optional time member |v| at |where|. Returns 1
+/* decode_time reads the optional time member |v| (|at|). Returns 1
  * with *ms set, 0 when |v| is absent, or MS_EINVAL. */
 static int
-decode_time(struct dec *d, const char *where, json_t *v, int64_t *ms)
+decode_time(struct dec *d, struct work *w, const struct at *at,
+            const struct val *v, int64_t *ms)
 {
+	const char *s;
 	size_t n;
 
 	if (v == NULL) {
 		return 0;
 	}
-	if (!json_is_string(v) || ms_json_real_text(v, &n) != NULL ||
-	    !parse_time(json_string_value(v), json_string_length(v), ms)) {
-		return reason(d, MS_EINVAL, "%s: must be an ISO 8601 time",
-		              where);
+	if (v->type == V_STR) {
+		s = text_of(w, v, &n);
+		if (parse_time(s, n, ms)) {
+			return 1;
+		}
 	}
-	return 1;
+	return bad(d, at, "must be an ISO 8601 time");
 }
 
 /* traceparent_ok tells whether |n| bytes of |s| are a W3C traceparent:
@@ -886,59 +1758,25 @@ traceparent_ok(const char *s, size_t n)
 
 /* ---- the envelope -------------------------------------------------------- */
 
-/* What one decode holds until the event is packed: the parsed tree (which
- * the event's strings borrow from) and the rewritten texts. */
-struct work {
-	json_t *root;
-	Monoshop__Events__BasketCheckoutEvent ev;
-	struct slot slot;
-	char occurred[MS_TIME_STRLEN];
-	Monoshop__Events__BasketCheckoutItem *items; /* n_items, calloc'd */
-	Monoshop__Events__BasketCheckoutItem *
-	    *pits; /* pointers to them, for protobuf-c */
-	struct slot *islots;
-};
-
-static void
-work_fini(struct work *w)
-{
-	json_decref(w->root);
-	free(w->items);
-	free(w->pits);
-	free(w->islots);
-}
-
 /* check_type tells whether the envelope's messageType lists our URN. */
 static int
-check_type(struct dec *d, const json_t *root)
+check_type(struct dec *d, const struct work *w)
 {
-	json_t *types;
-	json_t *t;
-	size_t i;
-	bool ours = false;
+	const struct val *v;
 	int rc;
 
-	rc = member(d, root, "", "messageType", &types);
+	rc = pick(d, &w->root[R_TYPE], AT("", "messageType"), &v);
 	if (rc != 0) {
 		return rc;
 	}
-	if (types == NULL) {
+	if (v == NULL) {
 		return reason(d, MS_EINVAL, "messageType: is required");
 	}
-	if (!json_is_array(types)) {
+	if (v->type != V_ARR || w->types_strange) {
 		return reason(d, MS_EINVAL,
 		              "messageType: must be an array of strings");
 	}
-	json_array_foreach (types, i, t) {
-		if (!json_is_string(t)) {
-			return reason(d, MS_EINVAL,
-			              "messageType: must be an array of "
-			              "strings");
-		}
-		/* MassTransit compares URNs case-insensitively. */
-		ours |= strcasecmp(json_string_value(t), EVENT_URN) == 0;
-	}
-	if (!ours) {
+	if (!w->types_ours) {
 		return reason(d, MS_ENOTSUP,
 		              "messageType: does not list " EVENT_URN);
 	}
@@ -946,21 +1784,19 @@ check_type(struct dec *d, const json_t *root)
 }
 
 static int
-decode_items(struct dec *d, struct work *w, const json_t *msg)
+decode_items(struct dec *d, struct work *w)
 {
-	json_t *arr;
-	json_t *it;
-	size_t i, n;
+	const struct val *v;
+	size_t n = w->nitems;
 	int rc;
 
-	rc = member(d, msg, "message", "items", &arr);
-	if (rc != 0 || arr == NULL) {
+	rc = pick(d, &w->msg[M_ITEMS], AT("message", "items"), &v);
+	if (rc != 0 || v == NULL) {
 		return rc; /* the original .NET event has no items */
 	}
-	if (!json_is_array(arr)) {
+	if (v->type != V_ARR) {
 		return reason(d, MS_EINVAL, "message.items: must be an array");
 	}
-	n = json_array_size(arr);
 	if (n > MAX_ITEMS) {
 		return reason(
 		    d, MS_EINVAL,
@@ -969,25 +1805,23 @@ decode_items(struct dec *d, struct work *w, const json_t *msg)
 	if (n == 0) {
 		return 0;
 	}
-	w->items = calloc(n, sizeof(*w->items));
 	w->pits = calloc(n, sizeof(*w->pits));
-	w->islots = calloc(n, sizeof(*w->islots));
-	if (w->items == NULL || w->pits == NULL || w->islots == NULL) {
+	if (w->pits == NULL) {
 		return MS_ENOMEM;
 	}
-	json_array_foreach (arr, i, it) {
-		char path[40];
+	for (size_t i = 0; i < n; i++) {
+		struct item *it = &w->items[i];
 
-		snprintf(path, sizeof(path), "message.items[%zu]", i);
-		if (!json_is_object(it)) {
-			return reason(d, MS_EINVAL, "%s: must be an object",
-			              path);
+		if (it->self.type != V_OBJ) {
+			return reason(d, MS_EINVAL,
+			              "message.items[%zu]: must be an object",
+			              i);
 		}
-		monoshop__events__basket_checkout_item__init(&w->items[i]);
-		w->pits[i] = &w->items[i];
-		rc = decode_fields(d, it, path, item_fields,
-		                   MS_ARRAY_SIZE(item_fields), &w->items[i],
-		                   &w->islots[i]);
+		monoshop__events__basket_checkout_item__init(&it->pb);
+		w->pits[i] = &it->pb;
+		rc = decode_fields(d, w, it->f, "message", (long)i, item_fields,
+		                   MS_ARRAY_SIZE(item_fields), &it->pb,
+		                   &it->slot);
 		if (rc != 0) {
 			return rc;
 		}
@@ -997,77 +1831,64 @@ decode_items(struct dec *d, struct work *w, const json_t *msg)
 	return 0;
 }
 
-/* decode_root reads the parsed envelope into |w| and |out| (message_id,
- * traceparent, sent_ms). */
+/* decode_headers takes the traceparent from the envelope's headers. */
 static int
-decode_root(struct dec *d, struct work *w, struct tp_amqp_decoded *out)
+decode_headers(struct dec *d, struct work *w, struct tp_amqp_decoded *out)
 {
-	json_t *v;
-	json_t *msg;
-	int64_t when;
-	int sent; /* 1 when sentTime is given */
+	const struct val *v;
+	const char *s;
+	size_t n;
 	int rc;
 
-	if (!json_is_object(w->root)) {
-		return reason(d, MS_EINVAL,
-		              "the envelope must be a JSON object");
-	}
-	rc = check_type(d, w->root);
-	if (rc != 0) {
+	if ((rc = pick(d, &w->root[R_HEADERS], AT("", "headers"), &v)) != 0) {
 		return rc;
 	}
+	if (v != NULL && v->type != V_OBJ) {
+		return reason(d, MS_EINVAL, "headers: must be an object");
+	}
+	if (v == NULL) {
+		return 0;
+	}
+	rc = pick(d, &w->headers[H_TRACEPARENT], AT("headers", "traceparent"),
+	          &v);
+	if (rc != 0 || v == NULL || v->type != V_STR) {
+		return rc;
+	}
+	s = text_of(w, v, &n);
+	if (traceparent_ok(s, n)) {
+		out->traceparent = strdup(s);
+		if (out->traceparent == NULL) {
+			return MS_ENOMEM;
+		}
+	}
+	return 0;
+}
 
-	if ((rc = member(d, w->root, "", "messageId", &v)) != 0) {
+/* decode_message reads the envelope's message into w->ev; |sent| tells
+ * whether out->sent_ms came with the envelope. */
+static int
+decode_message(struct dec *d, struct work *w, struct tp_amqp_decoded *out,
+               bool sent)
+{
+	const struct val *v;
+	const char *s;
+	size_t n;
+	int64_t when;
+	int rc;
+
+	if ((rc = pick(d, &w->root[R_MESSAGE], AT("", "message"), &v)) != 0) {
 		return rc;
 	}
 	if (v == NULL) {
-		return reason(d, MS_EINVAL, "messageId: is required");
-	}
-	if ((rc = decode_guid(d, "messageId", v, out->message_id)) != 0) {
-		return rc;
-	}
-
-	if ((rc = member(d, w->root, "", "sentTime", &v)) != 0) {
-		return rc;
-	}
-	sent = decode_time(d, "sentTime", v, &out->sent_ms);
-	if (sent < 0) {
-		return sent;
-	}
-
-	if ((rc = member(d, w->root, "", "headers", &v)) != 0) {
-		return rc;
-	}
-	if (v != NULL && !json_is_object(v)) {
-		return reason(d, MS_EINVAL, "headers: must be an object");
-	}
-	if (v != NULL) {
-		if ((rc = member(d, v, "headers", "traceparent", &v)) != 0) {
-			return rc;
-		}
-		if (json_is_string(v) &&
-		    traceparent_ok(json_string_value(v),
-		                   json_string_length(v))) {
-			out->traceparent = strdup(json_string_value(v));
-			if (out->traceparent == NULL) {
-				return MS_ENOMEM;
-			}
-		}
-	}
-
-	if ((rc = member(d, w->root, "", "message", &msg)) != 0) {
-		return rc;
-	}
-	if (msg == NULL) {
 		return reason(d, MS_EINVAL, "message: is required");
 	}
-	if (!json_is_object(msg)) {
+	if (v->type != V_OBJ) {
 		return reason(d, MS_EINVAL, "message: must be an object");
 	}
-	rc = decode_fields(d, msg, "message", event_fields,
-	                   MS_ARRAY_SIZE(event_fields), &w->ev, &w->slot);
+	rc = decode_fields(d, w, w->msg, "message", -1, event_fields, M_ITEMS,
+	                   &w->ev, &w->slot);
 	if (rc == 0) {
-		rc = decode_items(d, w, msg);
+		rc = decode_items(d, w);
 	}
 	if (rc != 0) {
 		return rc;
@@ -1076,15 +1897,114 @@ decode_root(struct dec *d, struct work *w, struct tp_amqp_decoded *out)
 
 	/* occurredOn is the .NET side's DateTime.Now at serialization: taken
 	 * when valid, never refused (.NET ignores it on read). */
-	if ((rc = member(d, msg, "message", "occurredOn", &v)) != 0) {
+	rc = pick(d, &w->msg[M_OCCURRED], AT("message", "occurredOn"), &v);
+	if (rc != 0) {
 		return rc;
 	}
-	if (v != NULL && json_is_string(v) &&
-	    parse_time(json_string_value(v), json_string_length(v), &when)) {
-		w->ev.occurredon = ms_time_rfc3339(when, w->occurred);
-	} else if (sent == 1) {
+	if (v != NULL && v->type == V_STR) {
+		s = text_of(w, v, &n);
+		if (parse_time(s, n, &when)) {
+			w->ev.occurredon = ms_time_rfc3339(when, w->occurred);
+			return 0;
+		}
+	}
+	if (sent) {
 		w->ev.occurredon = ms_time_rfc3339(out->sent_ms, w->occurred);
 	}
+	return 0;
+}
+
+/* decode_root judges what parse noted, into |w| and |out| (message_id,
+ * traceparent, sent_ms), in the order the members were always judged. */
+static int
+decode_root(struct dec *d, struct work *w, struct tp_amqp_decoded *out)
+{
+	const struct val *v;
+	int sent; /* 1 when sentTime is given */
+	int rc;
+
+	if (w->top != V_OBJ) {
+		return reason(d, MS_EINVAL,
+		              "the envelope must be a JSON object");
+	}
+	if ((rc = check_type(d, w)) != 0) {
+		return rc;
+	}
+
+	if ((rc = pick(d, &w->root[R_ID], AT("", "messageId"), &v)) != 0) {
+		return rc;
+	}
+	if (v == NULL) {
+		return reason(d, MS_EINVAL, "messageId: is required");
+	}
+	if ((rc = decode_guid(d, w, AT("", "messageId"), v, out->message_id)) !=
+	    0) {
+		return rc;
+	}
+
+	if ((rc = pick(d, &w->root[R_SENT], AT("", "sentTime"), &v)) != 0) {
+		return rc;
+	}
+	sent = decode_time(d, w, AT("", "sentTime"), v, &out->sent_ms);
+	if (sent < 0) {
+		return sent;
+	}
+	if ((rc = decode_headers(d, w, out)) != 0) {
+		return rc;
+	}
+	return decode_message(d, w, out, sent == 1);
+}
+
+/*
+ * not_json says why parse refused the text, in jansson's words and with
+ * its position, as ms_json_loads_exact (which accepts the same texts)
+ * tells: refused text is rare, and the second parse is worth a reason
+ * that points at the fault.
+ */
+static int
+not_json(struct dec *d, const char *body, size_t len)
+{
+	json_error_t je;
+	json_t *root;
+	char *near;
+	int rc;
+
+	rc =
+	    ms_json_loads_exact(body, len, MS_JSON_TRAILING_COMMAS, &root, &je);
+	if (rc == 0) {
+		/* The parsers accept the same texts; should they ever
+		 * disagree, the text stays refused. */
+		json_decref(root);
+		return reason(d, MS_EINVAL, "not JSON");
+	}
+	if (rc != MS_EJSON) {
+		return rc;
+	}
+	/* jansson quotes the token it choked on (" near '...'", up to 20
+	 * bytes): that may be a card number or a CVV, and the reason is
+	 * logged. Position only. */
+	near = strstr(je.text, " near ");
+	if (near != NULL) {
+		*near = '\0';
+	}
+	if (je.line < 0) {
+		return reason(d, MS_EINVAL, "not JSON: %s", je.text);
+	}
+	return reason(d, MS_EINVAL, "not JSON: line %d, column %d: %s", je.line,
+	              je.column, je.text);
+}
+
+/* pack packs the event into out->payload (owned by |out|). */
+static int
+pack(struct work *w, struct tp_amqp_decoded *out)
+{
+	out->len = protobuf_c_message_get_packed_size(&w->ev.base);
+	out->payload = malloc(out->len > 0 ? out->len : 1);
+	if (out->payload == NULL) {
+		return MS_ENOMEM;
+	}
+	protobuf_c_message_pack(&w->ev.base, out->payload);
+	out->type = EVENT_TYPE;
 	return 0;
 }
 
@@ -1104,8 +2024,9 @@ tp_amqp_envelope_decode(const char *body, size_t len,
                         struct tp_amqp_decoded *out, char *why, size_t whylen)
 {
 	struct dec d = {.why = why, .whylen = why != NULL ? whylen : 0};
-	struct work w = {.ev = MONOSHOP__EVENTS__BASKET_CHECKOUT_EVENT__INIT};
-	json_error_t je;
+	struct work w = {.s = body,
+	                 .len = len,
+	                 .ev = MONOSHOP__EVENTS__BASKET_CHECKOUT_EVENT__INIT};
 	int rc;
 
 	assert(out != NULL);
@@ -1120,37 +2041,15 @@ tp_amqp_envelope_decode(const char *body, size_t len,
 		return reason(&d, MS_EINVAL, "the body is larger than %d bytes",
 		              TP_AMQP_ENVELOPE_MAX);
 	}
-	rc = ms_json_loads_exact(body, len, MS_JSON_TRAILING_COMMAS, &w.root,
-	                         &je);
+	w.arena = malloc(len);
+	rc = w.arena != NULL ? parse(&w) : MS_ENOMEM;
 	if (rc == MS_EJSON) {
-		/* jansson quotes the token it choked on (" near '...'", up
-		 * to 20 bytes): that may be a card number or a CVV, and the
-		 * reason is logged. Position only. */
-		char *near = strstr(je.text, " near ");
-
-		if (near != NULL) {
-			*near = '\0';
-		}
-		if (je.line < 0) {
-			return reason(&d, MS_EINVAL, "not JSON: %s", je.text);
-		}
-		return reason(&d, MS_EINVAL, "not JSON: line %d, column %d: %s",
-		              je.line, je.column, je.text);
+		rc = not_json(&d, body, len);
+	} else if (rc == 0) {
+		rc = decode_root(&d, &w, out);
 	}
-	if (rc != 0) {
-		return rc;
-	}
-	rc = decode_root(&d, &w, out);
 	if (rc == 0) {
-		out->len = protobuf_c_message_get_packed_size(&w.ev.base);
-		/* Owned by |out| (tp_amqp_decoded_fini). */
-		out->payload = malloc(out->len > 0 ? out->len : 1);
-		if (out->payload == NULL) {
-			rc = MS_ENOMEM;
-		} else {
-			protobuf_c_message_pack(&w.ev.base, out->payload);
-			out->type = EVENT_TYPE;
-		}
+		rc = pack(&w, out);
 	}
 	work_fini(&w);
 	if (rc != 0) {
