@@ -169,7 +169,7 @@ static const struct keydef keys[] = {
            "port/vhost = RabbitMQ; nng+tcp:// or nng+ipc:// = straight to "
            "the consumer's nng listener"),
     K_INT("events.relay_batch", "64", 1, 1024,
-          "outbox events sent per relay round"),
+          "outbox events the relay has in flight at once"),
     K_INT("events.relay_poll_ms", "1000", 10, 60000,
           "outbox relay poll interval when idle"),
     K_INT("events.max_redeliveries", "5", 0, 100,
