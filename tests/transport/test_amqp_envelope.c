@@ -4,13 +4,15 @@
  * golden fixtures in tests/fixtures/masstransit/: the body the original
  * .NET Basket publishes (basket-checkout-from-dotnet.json, no items), the
  * body we publish for a fixed event (monoshop-basket-checkout.json,
- * compared as JSON values: key order aside, every member must match), and
- * bad envelopes. Around them: round trips of every field, decimals as
- * strings and numbers, names in any case, trailing commas, unknown
- * members, unknown types, and malformed input of every kind - each prefix
- * of a real body and single-byte corruptions must be refused without a
- * crash. Bodies are handed over in exact-size heap copies, so valgrind
- * and ASan catch any read past |len|.
+ * compared as JSON values: key order aside, every member must match; and
+ * byte for byte as the compact text jansson's json_dumps wrote, the
+ * encoder's string escapes against literal JSON text), and bad envelopes.
+ * Around them: round trips of every field, decimals as strings and
+ * numbers, names in any case, trailing commas, unknown members, unknown
+ * types, and malformed input of every kind - each prefix of a real body
+ * and single-byte corruptions must be refused without a crash. Bodies are
+ * handed over in exact-size heap copies, so valgrind and ASan catch any read
+ * past |len|.
  */
 #include <check.h>
 #include <ctype.h>
@@ -558,6 +560,223 @@ START_TEST(encode_refuses)
 		ck_assert_ptr_null(out);
 	}
 	free(pb);
+}
+END_TEST
+
+/* encode_texts encodes the fixed event with userName |user| (|n| bytes,
+ * may hold a NUL) and sourceAddress |source|; returns the encoder's code,
+ * with the envelope in *out (NULL on failure). */
+static int
+encode_texts(const char *user, size_t n, const char *source, char **out,
+             size_t *len)
+{
+	struct tp_amqp_env_meta meta = fixed_meta;
+	Monoshop__Events__BasketCheckoutEvent *ev;
+	uint8_t *pb, *pb2;
+	size_t pblen, pb2len;
+	char *own;
+	char *saved;
+	int rc;
+
+	fixed_event("1400.50", "950.00", &pb, &pblen);
+	ev = monoshop__events__basket_checkout_event__unpack(NULL, pblen, pb);
+	ck_assert_ptr_nonnull(ev);
+	own = malloc(n + 1);
+	ck_assert_ptr_nonnull(own);
+	memcpy(own, user, n);
+	own[n] = '\0';
+	saved = ev->username;
+	ev->username = own;
+	/* A protobuf string is its bytes: the length is the whole |n|. */
+	pb2len = protobuf_c_message_get_packed_size(&ev->base);
+	pb2 = malloc(pb2len);
+	ck_assert_ptr_nonnull(pb2);
+	protobuf_c_message_pack(&ev->base, pb2);
+	ev->username = saved;
+	free_event(ev);
+	free(own);
+	meta.source_address = source;
+	*out = (char *)1;
+	*len = 7;
+	rc = tp_amqp_envelope_encode(EVENT_TYPE, pb2, pb2len, &meta, out, len);
+	if (rc != 0) {
+		ck_assert_ptr_null(*out);
+		ck_assert_uint_eq(*len, 0);
+	} else {
+		ck_assert_uint_eq(*len, strlen(*out));
+	}
+	free(pb);
+	free(pb2);
+	return rc;
+}
+
+/* encode_has checks that the envelope for userName |user| and
+ * sourceAddress |source| holds the JSON text |want|, and that decoding it
+ * gives |user| back. */
+static void
+encode_has(const char *user, const char *source, const char *want)
+{
+	struct tp_amqp_decoded d;
+	Monoshop__Events__BasketCheckoutEvent *ev;
+	size_t len;
+	char *out;
+	int rc = encode_texts(user, strlen(user), source, &out, &len);
+
+	ck_assert_msg(rc == 0, "encode: %s", ms_strerror(rc));
+	ck_assert_msg(strstr(out, want) != NULL, "%s\nlacks %s", out, want);
+	ev = decode_ok(out, &d);
+	ck_assert_str_eq(ev->username, user);
+	free_event(ev);
+	tp_amqp_decoded_fini(&d);
+	free(out);
+}
+
+START_TEST(encode_escapes)
+{
+	/* As jansson's json_dumps(JSON_COMPACT) wrote them: '"' and '\\'
+	 * and the controls we carry (tab, CR, LF) escaped, nothing else;
+	 * '/' as it is (no JSON_ESCAPE_SLASH). */
+	encode_has("a\"b\\c/d\te\r\nf", "rabbitmq://h/x",
+	           "\"userName\":\"a\\\"b\\\\c/d\\te\\r\\nf\",");
+	encode_has("\"", "rabbitmq://h/x", "\"userName\":\"\\\"\",");
+	encode_has("\\", "rabbitmq://h/x", "\"userName\":\"\\\\\",");
+	encode_has("\\\"\\\"", "rabbitmq://h/x",
+	           "\"userName\":\"\\\\\\\"\\\\\\\"\",");
+	encode_has("</script>\\u0041", "rabbitmq://h/x",
+	           "\"userName\":\"</script>\\\\u0041\",");
+	encode_has("\r\n\t", "rabbitmq://h/x", "\"userName\":\"\\r\\n\\t\",");
+	encode_has("", "rabbitmq://h/x", "\"userName\":\"\",");
+	/* Non-ASCII is written as UTF-8 (no JSON_ENSURE_ASCII): 2, 3 and 4
+	 * bytes, U+2028 and U+2029 (JSON allows them raw), DEL, U+FFFF,
+	 * U+10FFFF, a BOM. */
+	encode_has(
+	    "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "rabbitmq://h/x",
+	    "\"userName\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\",");
+	encode_has("\xe2\x80\xa8|\xe2\x80\xa9|\x7f", "rabbitmq://h/x",
+	           "\"userName\":\"\xe2\x80\xa8|\xe2\x80\xa9|\x7f\",");
+	encode_has(
+	    "\xef\xbf\xbf\xf4\x8f\xbf\xbf\xef\xbb\xbf", "rabbitmq://h/x",
+	    "\"userName\":\"\xef\xbf\xbf\xf4\x8f\xbf\xbf\xef\xbb\xbf\",");
+	/* The envelope's own strings are escaped the same way. */
+	encode_has("swn", "rabbitmq://h/a\"b\\c/\xc3\xa9",
+	           "\"sourceAddress\":\"rabbitmq://h/a\\\"b\\\\c/\xc3\xa9\",");
+}
+END_TEST
+
+START_TEST(encode_refuses_text)
+{
+	/* Control characters other than tab, CR and LF, and what is not
+	 * UTF-8, are never published: MS_EINVAL, in the event or in the
+	 * envelope's own strings. */
+	static const char *const bad[] = {
+	    "\x01",
+	    "a\x02",
+	    "\x1f",
+	    "\b",
+	    "\f",
+	    "\x1b[0m",
+	    "\xc3",             /* truncated */
+	    "\x80",             /* stray continuation byte */
+	    "\xc0\xaf",         /* overlong '/' */
+	    "\xed\xa0\x80",     /* a surrogate */
+	    "\xf4\x90\x80\x80", /* beyond U+10FFFF */
+	    "\xff",
+	};
+	char long_str[4098];
+	size_t len;
+	char *out;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(encode_texts(bad[i], strlen(bad[i]),
+		                              "rabbitmq://h/x", &out, &len),
+		                 MS_EINVAL);
+		ck_assert_int_eq(encode_texts("swn", 3, bad[i], &out, &len),
+		                 MS_EINVAL);
+	}
+	/* A NUL ends the string, as it always did (strlen). */
+	ck_assert_int_eq(
+	    encode_texts("ab\0\x01", 4, "rabbitmq://h/x", &out, &len), 0);
+	ck_assert_ptr_nonnull(strstr(out, "\"userName\":\"ab\","));
+	free(out);
+	/* At most 4096 bytes. */
+	memset(long_str, '"', sizeof(long_str));
+	ck_assert_int_eq(
+	    encode_texts(long_str, 4096, "rabbitmq://h/x", &out, &len), 0);
+	ck_assert_uint_eq(len, strlen(out));
+	free(out);
+	ck_assert_int_eq(
+	    encode_texts(long_str, 4097, "rabbitmq://h/x", &out, &len),
+	    MS_EINVAL);
+}
+END_TEST
+
+START_TEST(encode_exact_text)
+{
+	/* Byte for byte what json_dumps(JSON_COMPACT) wrote: the golden
+	 * file's members in its order, no whitespace. */
+	struct tp_amqp_env_meta meta = {.sent_ms = FIXED_SENT_MS};
+	char *golden = slurp(GOLDEN, NULL);
+	char *want = replace(golden, "@MONOSHOP_VERSION@", MONOSHOP_VERSION);
+	json_t *v = json_of(want);
+	char *compact = json_dumps(v, JSON_COMPACT);
+	size_t len;
+	char *out = encode_fixed(&fixed_meta, &len);
+
+	ck_assert_str_eq(out, compact);
+	free(out);
+	free(compact);
+	json_decref(v);
+	free(want);
+	free(golden);
+
+	/* The defaults, as literal text. */
+	out = encode_fixed(&meta, &len);
+	ck_assert_str_eq(
+	    out,
+	    "{\"messageId\":\"5a3e2f10-7c4b-4d1e-9f2a-0b6c8d7e1f23\","
+	    "\"requestId\":null,\"correlationId\":null,"
+	    "\"conversationId\":\"5a3e2f10-7c4b-4d1e-9f2a-0b6c8d7e1f23\","
+	    "\"initiatorId\":null,\"sourceAddress\":null,"
+	    "\"destinationAddress\":null,\"responseAddress\":null,"
+	    "\"faultAddress\":null,\"messageType\":["
+	    "\"urn:message:BuildingBlocks.Messaging.Events:"
+	    "BasketCheckoutEvent\","
+	    "\"urn:message:BuildingBlocks.Messaging.Events:IntegrationEvent\"],"
+	    "\"message\":{\"userName\":\"swn\","
+	    "\"customerId\":\"58c49479-ec65-4de2-86e7-033c546291aa\","
+	    "\"totalPrice\":\"1400.50\",\"firstName\":\"mehmet\","
+	    "\"lastName\":\"ozkaya\",\"emailAddress\":\"mehmet@gmail.com\","
+	    "\"addressLine\":\"Bahcelievler No:4\",\"country\":\"Turkey\","
+	    "\"state\":\"Istanbul\",\"zipCode\":\"38050\","
+	    "\"cardName\":\"mehmet\",\"cardNumber\":\"5555555555554444\","
+	    "\"expiration\":\"12/28\",\"cvv\":\"355\",\"paymentMethod\":1,"
+	    "\"items\":[{\"productId\":\"5334c996-8457-4cf0-815c-"
+	    "ed2b77c4ff61\","
+	    "\"productName\":\"IPhone X\",\"quantity\":1,\"price\":\"950.00\","
+	    "\"color\":\"Black\"},"
+	    "{\"productId\":\"c67d6323-e8b1-4bdf-9a75-b0d0d2e7e914\","
+	    "\"productName\":\"Samsung 10\",\"quantity\":2,"
+	    "\"price\":\"225.25\",\"color\":\"Red\"}],"
+	    "\"id\":\"5a3e2f10-7c4b-4d1e-9f2a-0b6c8d7e1f23\","
+	    "\"occurredOn\":\"2026-11-29T05:40:01.123Z\"},"
+	    "\"expirationTime\":null,\"sentTime\":\"2026-11-29T05:40:01.456Z\","
+	    "\"headers\":{},\"host\":{\"machineName\":null,"
+	    "\"processName\":\"monoshop\",\"processId\":0,"
+	    "\"assembly\":\"monoshop\",\"assemblyVersion\":\"" MONOSHOP_VERSION
+	    "\",\"frameworkVersion\":null,\"massTransitVersion\":null,"
+	    "\"operatingSystemVersion\":null}}");
+	ck_assert_uint_eq(len, strlen(out));
+	free(out);
+
+	/* Integers at their limits, as "%lld" writes them. */
+	meta.process_id = INT32_MIN;
+	out = encode_fixed(&meta, &len);
+	ck_assert_ptr_nonnull(strstr(out, "\"processId\":-2147483648,"));
+	free(out);
+	meta.process_id = INT32_MAX;
+	out = encode_fixed(&meta, &len);
+	ck_assert_ptr_nonnull(strstr(out, "\"processId\":2147483647,"));
+	free(out);
 }
 END_TEST
 
@@ -1601,6 +1820,9 @@ envelope_suite(void)
 	tcase_add_test(en, encode_defaults);
 	tcase_add_test(en, encode_money_fixed);
 	tcase_add_test(en, encode_refuses);
+	tcase_add_test(en, encode_escapes);
+	tcase_add_test(en, encode_refuses_text);
+	tcase_add_test(en, encode_exact_text);
 	tcase_add_test(en, exchange_names);
 	suite_add_tcase(s, en);
 
