@@ -55,6 +55,7 @@ ROOT = os.path.dirname(HERE)
 # 2 cores; raise them with care: every phase has a deadline).
 BUS_SECONDS = 1.0          # per mode and metric, per round
 H2_SECONDS = 3             # h2load measuring time per run
+BUSY_POLL_US = 50          # the opt-in busy poll measured beside the default
 H2_WARMUP = 1              # h2load warm-up per run
 H2_MIXES = [(1, 1), (4, 16), (16, 64)]   # (connections, streams each)
 WRK_SECONDS = 3
@@ -537,8 +538,11 @@ def start_grpc_server(b, kind):
         p = Proc("ref_grpc_server", [b.ref_server, "--listen",
                                      "127.0.0.1:%d" % port])
         p.wait_log(r"ready", 20)
-    elif kind == "ours":
-        p = Proc("ours_grpc_mem", [b.bus_bench, "--serve", "127.0.0.1:%d" % port])
+    elif kind in ("ours", "ours-bp"):
+        argv = [b.bus_bench, "--serve", "127.0.0.1:%d" % port]
+        if kind == "ours-bp":
+            argv += ["--set", "grpc.busy_poll_us=%d" % BUSY_POLL_US]
+        p = Proc("ours_grpc_mem" if kind == "ours" else "ours_grpc_mem_bp", argv)
         p.wait_log(r"ready", 20)
     else:
         p = Monoshop(b.monoshop, "split: discount (gRPC server)",
@@ -626,7 +630,9 @@ def scenario_grpc(b, res, rounds):
     frame = os.path.join(tempdir("frame-"), "getdiscount.bin")
     with open(frame, "wb") as f:
         f.write(grpc_frame())
-    kinds = ["ref", "ours", "monoshop"] if b.ref_server else ["ours", "monoshop"]
+    kinds = ["ours", "ours-bp", "monoshop"]
+    if b.ref_server:
+        kinds.insert(0, "ref")
     data = {}   # (mix, kind) -> list of runs
     for r in range(rounds):
         for mix in H2_MIXES:
@@ -656,10 +662,12 @@ def scenario_grpc(b, res, rounds):
                                        h["p50_us"], h["p99_us"], h["non_ok"]))
     res.raw["grpc"] = {"%s/c%dm%d" % (k, m[0], m[1]): v for (m, k), v in data.items()}
     names = {"ours": "ours (in-memory handler)",
+             "ours-bp": "ours (in-memory handler), grpc.busy_poll_us=%d"
+                        % BUSY_POLL_US,
              "monoshop": "monoshop node.modules=discount (SQLite)"}
     for mix in H2_MIXES:
         ref = data.get((mix, "ref"), [])
-        for kind in ("ours", "monoshop"):
+        for kind in ("ours", "ours-bp", "monoshop"):
             runs = data[(mix, kind)]
             rps = [h["ok_rps"] for h in runs]
             p99 = [h["p99_us"] for h in runs]
@@ -668,7 +676,7 @@ def scenario_grpc(b, res, rounds):
             rr = ratio_of(rps, [h["ok_rps"] for h in ref])
             pr = ratio_of(p99, [h["p99_us"] for h in ref])
             tgt = met = None
-            if kind == "ours" and ref:
+            if kind in ("ours", "ours-bp") and ref:
                 tgt = "≥ 1.5× req/s, p99 ≤ ref"
                 met = median(rr) >= 1.5 and median(pr) <= 1.0
             res.add(2, "-c%d -m%d %s: OK req/s; p50 / p99 µs%s"

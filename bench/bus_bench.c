@@ -16,10 +16,11 @@
  * the bus's and the transports'. The "-db" modes add the real Discount
  * module (SQLite in a temporary directory) for comparison.
  *
- * With --serve ADDR the program only serves the in-memory handler on a
- * gRPC listener (scenario 2's server of ours, without SQLite) until
- * SIGTERM/SIGINT, then prints the monoshop_grpc_server_requests_total
- * series (the gRPC status of every call it answered) and exits.
+ * With --serve ADDR [--set KEY=VALUE]... the program only serves the
+ * in-memory handler on a gRPC listener, configured with those settings
+ * (scenario 2's server of ours, without SQLite) until SIGTERM/SIGINT, then
+ * prints the monoshop_grpc_server_requests_total series (the gRPC status of
+ * every call it answered) and exits.
  *
  * Every phase is bounded in time (--seconds), and so is each call
  * (bus.call_timeout_ms).
@@ -44,6 +45,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/util.h"
 #include "discount.pb-c.h"
 #include "modules/module.h"
 #include "transport/transport.h"
@@ -378,10 +380,10 @@ client_bus(const char *url, struct ms_config **cfgp)
 /* ---- --serve ------------------------------------------------------------ */
 
 static int
-serve(const char *listen)
+serve(const char *listen, char **extra, int nextra)
 {
 	char set[160];
-	const char *sets[] = {set, NULL};
+	const char *sets[8] = {set};
 	struct ms_config *cfg;
 	struct bus *bus;
 	sigset_t sigs;
@@ -395,6 +397,9 @@ serve(const char *listen)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	snprintf(set, sizeof(set), "grpc.listen=%s", listen);
+	for (int i = 0; i < nextra && i + 2 < (int)MS_ARRAY_SIZE(sets); i++) {
+		sets[i + 1] = extra[i];
+	}
 	cfg = config(sets);
 	if (bus_create(&bus, cfg) != 0 ||
 	    bus_serve(bus, svc, mem_handlers, NULL) != 0 ||
@@ -437,7 +442,7 @@ usage(void)
 	fprintf(stderr,
 	        "usage: bus_bench [--seconds S] [--rounds R] [--threads T] "
 	        "[--modes a,b,...] [--db-dir DIR]\n"
-	        "       bus_bench --serve HOST:PORT\n"
+	        "       bus_bench --serve HOST:PORT [--set KEY=VALUE]...\n"
 	        "modes: direct local grpc nng local-db grpc-db "
 	        "(nng when this build has it)\n");
 	exit(2);
@@ -481,8 +486,23 @@ main(int argc, char **argv)
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 
 		if (strcmp(a, "--serve") == 0 && v) {
+			/* Then --set KEY=VALUE pairs, e.g. grpc.busy_poll_us.
+			 */
+			char *extra[6];
+			int nextra = 0;
+
+			for (int j = i + 2; j + 1 < argc; j += 2) {
+				if (strcmp(argv[j], "--set") != 0 ||
+				    nextra == 6) {
+					usage();
+				}
+				extra[nextra++] = argv[j + 1];
+			}
+			if ((argc - i - 2) % 2 != 0) {
+				usage();
+			}
 			ms_log_set_level(MS_LOG_WARN);
-			return serve(v);
+			return serve(v, extra, nextra);
 		} else if (strcmp(a, "--seconds") == 0 && v) {
 			seconds = atof(v);
 		} else if (strcmp(a, "--rounds") == 0 && v) {

@@ -54,6 +54,28 @@ wait_ge(atomic_long *v, long want)
 	return got;
 }
 
+/* The busy poll of the loops the tests make (tp_grpc_loop_busy_poll): 0,
+ * or set by the "busy poll" case's fixture, which runs the same tests on
+ * loops that poll without sleeping between events. */
+static int busy_us;
+
+static int
+make_loop(struct tp_grpc_loop **out, const char *name)
+{
+	int rc = tp_grpc_loop_create(out, name);
+
+	if (rc == 0) {
+		tp_grpc_loop_busy_poll(*out, busy_us);
+	}
+	return rc;
+}
+
+static void
+busy_on(void)
+{
+	busy_us = 500;
+}
+
 /* ---- posts -------------------------------------------------------------- */
 
 #define POSTERS    4
@@ -105,7 +127,7 @@ START_TEST(test_posts_in_order)
 	for (int i = 0; i < POSTERS; i++) {
 		last_seen[i] = -1;
 	}
-	ck_assert_int_eq(tp_grpc_loop_create(&L, "test"), 0);
+	ck_assert_int_eq(make_loop(&L, "test"), 0);
 	ck_assert_int_eq(tp_grpc_loop_start(L), 0);
 	ck_assert(!tp_grpc_loop_on_thread(L));
 	for (long i = 0; i < POSTERS; i++) {
@@ -160,7 +182,7 @@ arm_timers(void *arg)
 START_TEST(test_timers)
 {
 	atomic_store(&fired, 0);
-	ck_assert_int_eq(tp_grpc_loop_create(&L, "test"), 0);
+	ck_assert_int_eq(make_loop(&L, "test"), 0);
 	ck_assert_int_eq(tp_grpc_loop_start(L), 0);
 	ck_assert_int_eq(tp_grpc_loop_post(L, arm_timers, NULL), 0);
 	ck_assert_int_eq(wait_ge(&fired, 3), 3);
@@ -288,7 +310,7 @@ START_TEST(test_echo_big)
 	}
 	server_side.echo = true;
 	client_side.got = malloc(BIG);
-	ck_assert_int_eq(tp_grpc_loop_create(&L, "test"), 0);
+	ck_assert_int_eq(make_loop(&L, "test"), 0);
 	/* Listening before start (main thread), on a free port. */
 	ck_assert_int_eq(
 	    tp_grpc_listen(L, "127.0.0.1:0", on_accept, NULL, &port), 0);
@@ -342,7 +364,7 @@ START_TEST(test_connect_refused)
 	    tp_grpc_listen(probe, "127.0.0.1:0", on_accept, NULL, &port), 0);
 	tp_grpc_loop_destroy(probe);
 
-	ck_assert_int_eq(tp_grpc_loop_create(&L, "test"), 0);
+	ck_assert_int_eq(make_loop(&L, "test"), 0);
 	ck_assert_int_eq(tp_grpc_loop_start(L), 0);
 	ck_assert_int_eq(tp_grpc_loop_post(L, do_connect_refused, NULL), 0);
 	ck_assert_int_eq(wait_ge(&client_side.opened, 1), 1);
@@ -370,7 +392,7 @@ START_TEST(test_abort_from_read_and_stop)
 {
 	reset_sides();
 	server_side.abort_on_read = true;
-	ck_assert_int_eq(tp_grpc_loop_create(&L, "test"), 0);
+	ck_assert_int_eq(make_loop(&L, "test"), 0);
 	ck_assert_int_eq(
 	    tp_grpc_listen(L, "127.0.0.1:0", on_accept, NULL, &port), 0);
 	ck_assert_int_eq(tp_grpc_loop_start(L), 0);
@@ -395,7 +417,7 @@ END_TEST
 
 START_TEST(test_bad_listen)
 {
-	ck_assert_int_eq(tp_grpc_loop_create(&L, "test"), 0);
+	ck_assert_int_eq(make_loop(&L, "test"), 0);
 	ck_assert_int_eq(tp_grpc_listen(L, "nocolon", on_accept, NULL, &port),
 	                 MS_EINVAL);
 	ck_assert_int_eq(
@@ -424,6 +446,15 @@ loop_suite(void)
 	tcase_add_test(tc, test_connect_refused);
 	tcase_add_test(tc, test_abort_from_read_and_stop);
 	tcase_add_test(tc, test_bad_listen);
+	suite_add_tcase(s, tc);
+	/* Posts, timers (due while the loop spins), I/O and stop, again. */
+	tc = tcase_create("busy poll");
+	tcase_set_timeout(tc, 30);
+	tcase_add_checked_fixture(tc, busy_on, NULL);
+	tcase_add_test(tc, test_posts_in_order);
+	tcase_add_test(tc, test_timers);
+	tcase_add_test(tc, test_echo_big);
+	tcase_add_test(tc, test_abort_from_read_and_stop);
 	suite_add_tcase(s, tc);
 	return s;
 }

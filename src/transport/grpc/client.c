@@ -1480,8 +1480,12 @@ tp_grpc_client_create(struct tp_grpc_client **out,
 	cl->rnd = seed ? seed : 0x9e3779b9u;
 	if ((rc = setup_nghttp2(cl)) != 0 ||
 	    (rc = tp_grpc_loop_create(&cl->loop, "grpc-client")) != 0 ||
-	    (opts->tls && (rc = client_tls(cl, opts->tls_ca)) != 0) ||
-	    (rc = tp_grpc_loop_start(cl->loop)) != 0) {
+	    (opts->tls && (rc = client_tls(cl, opts->tls_ca)) != 0)) {
+		client_free(cl);
+		return rc;
+	}
+	tp_grpc_loop_busy_poll(cl->loop, opts->busy_poll_us);
+	if ((rc = tp_grpc_loop_start(cl->loop)) != 0) {
 		client_free(cl);
 		return rc;
 	}

@@ -38,6 +38,7 @@ struct tp_grpc_client_opts {
 	bool tls;                 /* grpcs://: TLS, ALPN h2, server verified */
 	const char *tls_ca;       /* grpc.tls_ca (PEM), NULL = system store;
 	                             read at create only */
+	int busy_poll_us;         /* grpc.busy_poll_us (loop.h), 0 = off */
 };
 
 /* tp_grpc_client_create prepares a client (no connection yet) and starts

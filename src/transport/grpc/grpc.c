@@ -118,6 +118,8 @@ grpc_init(struct bus_transport *t, const char *url, const struct ms_config *cfg)
 		g->sopts.api_key = ms_config_str(cfg, "grpc.api_key");
 		g->sopts.tls_cert = ms_config_str(cfg, "grpc.tls_cert");
 		g->sopts.tls_key = ms_config_str(cfg, "grpc.tls_key");
+		g->sopts.busy_poll_us =
+		    (int)ms_config_int(cfg, "grpc.busy_poll_us");
 		if ((g->sopts.tls_cert == NULL) != (g->sopts.tls_key == NULL)) {
 			MS_ERROR("grpc", "grpc.tls_cert and grpc.tls_key go "
 			                 "together: set both, or neither");
@@ -151,6 +153,7 @@ grpc_init(struct bus_transport *t, const char *url, const struct ms_config *cfg)
 	g->copts.breaker_open_ms =
 	    (int)ms_config_int(cfg, "grpc.breaker_open_ms");
 	g->copts.keepalive_ms = (int)ms_config_int(cfg, "grpc.keepalive_ms");
+	g->copts.busy_poll_us = (int)ms_config_int(cfg, "grpc.busy_poll_us");
 	return 0;
 }
 

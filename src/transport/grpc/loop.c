@@ -137,6 +137,7 @@ struct tp_grpc_loop {
 	bool closed;
 	void (*on_posts)(void *arg); /* tp_grpc_loop_on_posts */
 	void *on_posts_arg;
+	int64_t busy_poll_us; /* tp_grpc_loop_busy_poll; 0: off */
 
 	struct tp_grpc_tls *tls;      /* owned; NULL: plain TCP */
 	struct tp_grpc_timer *timers; /* due order */
@@ -1222,10 +1223,22 @@ loop_main(void *arg)
 	struct tp_grpc_loop *l = arg;
 	struct epoll_event evs[MAX_EVENTS];
 
+	int64_t spin_until = 0; /* busy poll: no sleep before this (µs) */
+
 	l->tid = pthread_self();
 	atomic_store(&l->tid_set, 1);
 	while (!atomic_load(&l->stopping)) {
-		int n = epoll_wait(l->epfd, evs, MAX_EVENTS, next_timeout(l));
+		int timeout = next_timeout(l);
+		int n;
+
+		if (timeout > 0 && l->busy_poll_us > 0 &&
+		    ms_now_us() < spin_until) {
+			timeout = 0; /* still hot: poll again, do not sleep */
+		}
+		n = epoll_wait(l->epfd, evs, MAX_EVENTS, timeout);
+		if (n > 0 && l->busy_poll_us > 0) {
+			spin_until = ms_now_us() + l->busy_poll_us;
+		}
 
 		for (int i = 0; i < n; i++) {
 			struct src *s = evs[i].data.ptr;
@@ -1264,6 +1277,12 @@ loop_main(void *arg)
 	reap(l);
 	l->timers = NULL;
 	return NULL;
+}
+
+void
+tp_grpc_loop_busy_poll(struct tp_grpc_loop *loop, int us)
+{
+	loop->busy_poll_us = us > 0 ? us : 0;
 }
 
 int

@@ -2274,6 +2274,7 @@ srv_init(struct tp_grpc_server *srv, struct bus *bus,
 	}
 	if ((rc = tp_grpc_loop_create(&srv->loop, "grpc-server")) == 0) {
 		tp_grpc_loop_on_posts(srv->loop, flush_answered, srv);
+		tp_grpc_loop_busy_poll(srv->loop, opts->busy_poll_us);
 	}
 	return rc;
 }

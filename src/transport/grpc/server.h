@@ -19,12 +19,13 @@ struct bus;
 struct tp_grpc_server;
 
 struct tp_grpc_server_opts {
-	const char *listen;          /* grpc.listen, "HOST:PORT" */
-	size_t max_message;          /* grpc.max_message: larger → RESOURCE_EXHAUSTED */
-	int threads;                 /* grpc.threads: handler workers */
-	uint32_t max_streams;        /* grpc.max_concurrent_streams per connection */
-	int keepalive_permit_ms;     /* grpc.keepalive_permit_ms: min ping interval */
-	int max_connections;         /* grpc.max_connections */
+	const char *listen; /* grpc.listen, "HOST:PORT" */
+	size_t max_message; /* grpc.max_message: larger → RESOURCE_EXHAUSTED */
+	int threads;        /* grpc.threads: handler workers */
+	uint32_t max_streams; /* grpc.max_concurrent_streams per connection */
+	int keepalive_permit_ms; /* grpc.keepalive_permit_ms: min ping interval
+	                          */
+	int max_connections;     /* grpc.max_connections */
 	/* grpc.idle_timeout_s: a connection with no call that sent no frame
 	 * for this long gets GOAWAY and is closed. 0 = never. */
 	int idle_timeout_ms;
@@ -42,6 +43,9 @@ struct tp_grpc_server_opts {
 	 * required) instead of h2c. Read at start only. */
 	const char *tls_cert;
 	const char *tls_key;
+	/* grpc.busy_poll_us: the loop polls this long before it sleeps
+	 * (tp_grpc_loop_busy_poll). 0 = off. */
+	int busy_poll_us;
 };
 
 /*
@@ -50,8 +54,8 @@ struct tp_grpc_server_opts {
  * address), MS_EIO (cannot bind) or MS_ENOMEM. Main thread.
  */
 int tp_grpc_server_start(struct tp_grpc_server **out, struct bus *bus,
-			 const struct tp_grpc_server_opts *opts,
-			 uint16_t *port);
+                         const struct tp_grpc_server_opts *opts,
+                         uint16_t *port);
 
 /*
  * tp_grpc_server_quiesce starts a graceful shutdown without waiting: the
@@ -72,7 +76,7 @@ void tp_grpc_server_stop(struct tp_grpc_server *srv, int timeout_ms);
 /* tp_grpc_server_health reports whether the server is serving (0) or why
  * not. Any thread. */
 int tp_grpc_server_health(struct tp_grpc_server *srv, char *desc,
-			  size_t desclen);
+                          size_t desclen);
 
 /*
  * Test hook (fuzz/fuzz_grpc_server.c): the same server with no socket and
@@ -93,9 +97,9 @@ int tp_grpc_server_health(struct tp_grpc_server *srv, char *desc,
  * no-op).
  */
 int tp_grpc_server_test_create(struct tp_grpc_server **out, struct bus *bus,
-			       const struct tp_grpc_server_opts *opts);
+                               const struct tp_grpc_server_opts *opts);
 int tp_grpc_server_test_feed(struct tp_grpc_server *srv, const uint8_t *buf,
-			     size_t len);
+                             size_t len);
 void tp_grpc_server_test_close(struct tp_grpc_server *srv);
 void tp_grpc_server_test_destroy(struct tp_grpc_server *srv);
 
