@@ -143,28 +143,6 @@ num_token(const char *p, size_t n, bool *real)
 	return i == n;
 }
 
-static int
-hex4(const char *p)
-{
-	int v = 0;
-
-	for (int i = 0; i < 4; i++) {
-		char c = p[i];
-
-		v <<= 4;
-		if (c >= '0' && c <= '9') {
-			v |= c - '0';
-		} else if (c >= 'a' && c <= 'f') {
-			v |= c - 'a' + 10;
-		} else if (c >= 'A' && c <= 'F') {
-			v |= c - 'A' + 10;
-		} else {
-			return -1;
-		}
-	}
-	return v;
-}
-
 /*
  * scan_string copies the string literal starting at s->in[i] (a '"') and
  * returns the index past it (or the end of the text, for jansson to call
@@ -188,7 +166,7 @@ scan_string(struct scan *s, size_t i)
 		}
 		if (b == '\\' && j + 1 < s->len) {
 			if (s->in[j + 1] == 'u' && j + 5 < s->len) {
-				int v = hex4(s->in + j + 2);
+				int v = ms_hex4(s->in + j + 2);
 
 				if (v == 1 || v == 2) {
 					fail(s, "the escapes \\u0001 and "

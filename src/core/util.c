@@ -299,6 +299,28 @@ ms_strlcpy(char *dst, const char *src, size_t n)
 	return len;
 }
 
+int
+ms_hex4(const char *p)
+{
+	int v = 0;
+
+	for (int i = 0; i < 4; i++) {
+		char c = p[i];
+
+		v <<= 4;
+		if (c >= '0' && c <= '9') {
+			v |= c - '0';
+		} else if (c >= 'a' && c <= 'f') {
+			v |= c - 'a' + 10;
+		} else if (c >= 'A' && c <= 'F') {
+			v |= c - 'A' + 10;
+		} else {
+			return -1;
+		}
+	}
+	return v;
+}
+
 bool
 ms_utf8_valid(const char *s, size_t len)
 {

@@ -50,6 +50,10 @@ size_t ms_strlcpy(char *dst, const char *src, size_t n);
  * NUL and no C0 control characters other than tab, CR and LF. */
 bool ms_utf8_valid(const char *s, size_t len);
 
+/* ms_hex4 returns the value of the 4 hex digits (any case) at |p| (4 bytes
+ * are read), or -1 when one is not a hex digit: JSON's \uXXXX. */
+int ms_hex4(const char *p);
+
 /*
  * ms_ct_equal tells whether |given| (|given_len| bytes; NULL is empty)
  * equals |secret| (|secret_len| bytes), in a time that depends on

@@ -138,6 +138,19 @@ struct utf8_case {
 		lit, sizeof(lit) - 1, ok                                       \
 	}
 
+START_TEST(hex4_digits)
+{
+	ck_assert_int_eq(ms_hex4("0000"), 0);
+	ck_assert_int_eq(ms_hex4("00e9"), 0xe9);
+	ck_assert_int_eq(ms_hex4("D83D"), 0xd83d);
+	ck_assert_int_eq(ms_hex4("fFfF"), 0xffff);
+	ck_assert_int_eq(ms_hex4("12g4"), -1);
+	ck_assert_int_eq(ms_hex4("-123"), -1);
+	ck_assert_int_eq(ms_hex4("1 23"), -1);
+	ck_assert_int_eq(ms_hex4("123\0"), -1); /* a cut escape */
+}
+END_TEST
+
 START_TEST(utf8_validation)
 {
 	static const struct utf8_case cases[] = {
@@ -224,6 +237,7 @@ util_suite(void)
 	tcase_add_test(tc, time_rfc3339);
 	tcase_add_test(tc, clocks);
 	tcase_add_test(tc, strlcpy_bounds);
+	tcase_add_test(tc, hex4_digits);
 	tcase_add_test(tc, utf8_validation);
 	tcase_add_test(tc, ct_equal);
 	suite_add_tcase(s, tc);

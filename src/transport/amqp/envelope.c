@@ -761,29 +761,6 @@ next(struct work *w)
 	return w->i < w->len ? (unsigned char)w->s[w->i] : -1;
 }
 
-/* hex4 returns the value of the 4 hex digits at |p|, or -1. */
-static int
-hex4(const char *p)
-{
-	int v = 0;
-
-	for (int i = 0; i < 4; i++) {
-		char c = p[i];
-
-		v <<= 4;
-		if (c >= '0' && c <= '9') {
-			v |= c - '0';
-		} else if (c >= 'a' && c <= 'f') {
-			v |= c - 'a' + 10;
-		} else if (c >= 'A' && c <= 'F') {
-			v |= c - 'A' + 10;
-		} else {
-			return -1;
-		}
-	}
-	return v;
-}
-
 /*
  * escape_len returns the length of the escape at s[0] (a '\\') of the |n|
  * bytes there, or 0 when it is refused: by jansson (an unknown escape,
@@ -813,7 +790,8 @@ escape_len(const char *s, size_t n)
 	default:
 		return 0;
 	}
-	if (n < 6 || (u = hex4(s + 2)) <= 2 || (u >= 0xdc00 && u <= 0xdfff)) {
+	if (n < 6 || (u = ms_hex4(s + 2)) <= 2 ||
+	    (u >= 0xdc00 && u <= 0xdfff)) {
 		return 0;
 	}
 	if (u < 0xd800 || u > 0xdbff) {
@@ -822,7 +800,7 @@ escape_len(const char *s, size_t n)
 	if (n < 12 || s[6] != '\\' || s[7] != 'u') {
 		return 0;
 	}
-	u = hex4(s + 8);
+	u = ms_hex4(s + 8);
 	return u >= 0xdc00 && u <= 0xdfff ? 12 : 0;
 }
 
@@ -941,11 +919,12 @@ unescape(const char *s, size_t n, char *out)
 			out[o++] = escaped(s[i + 1]);
 			i += 2;
 		} else {
-			cp = (unsigned long)hex4(s + i + 2);
+			cp = (unsigned long)ms_hex4(s + i + 2);
 			i += 6;
 			if (cp >= 0xd800 && cp <= 0xdbff) {
 				cp = 0x10000 + ((cp - 0xd800) << 10) +
-				     ((unsigned long)hex4(s + i + 2) - 0xdc00);
+				     ((unsigned long)ms_hex4(s + i + 2) -
+				      0xdc00);
 				i += 6;
 			}
 			o += put_utf8(cp, out + o);
