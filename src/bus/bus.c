@@ -61,6 +61,10 @@ struct sub {
 	bus_event_fn fn;
 	const struct bus_batch_ops *batch; /* or NULL: no batches */
 	void *ctx;
+	/* Events of the open batch the subscriber accepted (verdict 0):
+	 * counted as consumed once the batch commits. The delivery thread's
+	 * only (bus_batch_begin .. commit / rollback). */
+	size_t batch_ok;
 };
 
 struct route {
@@ -889,13 +893,31 @@ bus_publish(struct bus *bus, struct bus_event *ev)
 	return t->ops->publish(t, ev);
 }
 
+/* count_consumed adds |n| events of |s| (NULL: no subscriber) with the
+ * verdict |rc| to monoshop_events_consumed_total. */
+static void
+count_consumed(const struct sub *s, int rc, size_t n)
+{
+	char labels[160];
+
+	if (n == 0) {
+		return;
+	}
+	/* The type is the peer's text until a subscriber vouches for it: as
+	 * a label it could break the exposition format or add a series per
+	 * name (found by fuzz_nng_wire). */
+	snprintf(labels, sizeof(labels), "type=\"%s\",result=\"%s\"",
+	         s != NULL ? s->desc->name : "unknown",
+	         rc == 0 ? "ok" : ms_errname(rc));
+	ms_metrics_count("monoshop_events_consumed_total", labels, (double)n);
+}
+
 int
 bus_deliver(struct bus *bus, const struct bus_event *ev)
 {
 	const struct sub *s = find_sub(bus, ev->type);
 	ProtobufCMessage *msg;
 	char saved_trace[MS_TRACEPARENT_SIZE];
-	char labels[160];
 	int rc;
 
 	if (s == NULL) {
@@ -918,42 +940,48 @@ bus_deliver(struct bus *bus, const struct bus_event *ev)
 	rc = s->fn(s->ctx, ev, msg);
 	ms_trace_restore(saved_trace);
 	protobuf_c_message_free_unpacked(msg, NULL);
+	if (rc == 0 && ev->in_batch) {
+		/* Not consumed yet: it commits (or not) with its batch. */
+		((struct sub *)s)->batch_ok++;
+		return 0;
+	}
 out:
-	/* The type is the peer's text until a subscriber vouches for it: as
-	 * a label it could break the exposition format or add a series per
-	 * name (found by fuzz_nng_wire). */
-	snprintf(labels, sizeof(labels), "type=\"%s\",result=\"%s\"",
-	         s != NULL ? s->desc->name : "unknown",
-	         rc == 0 ? "ok" : ms_errname(rc));
-	ms_metrics_count("monoshop_events_consumed_total", labels, 1);
+	count_consumed(s, rc, 1);
 	return rc;
 }
 
 int
 bus_batch_begin(struct bus *bus, const char *type)
 {
-	const struct sub *s = find_sub(bus, type);
+	struct sub *s = (struct sub *)find_sub(bus, type);
 
 	if (s == NULL || s->batch == NULL) {
 		return MS_ENOTSUP;
 	}
+	s->batch_ok = 0;
 	return s->batch->begin(s->ctx);
 }
 
 int
 bus_batch_commit(struct bus *bus, const char *type)
 {
-	const struct sub *s = find_sub(bus, type);
+	struct sub *s = (struct sub *)find_sub(bus, type);
+	int rc;
 
 	assert(s != NULL && s->batch != NULL);
-	return s->batch->commit(s->ctx);
+	rc = s->batch->commit(s->ctx);
+	count_consumed(s, rc, s->batch_ok);
+	s->batch_ok = 0;
+	return rc;
 }
 
 void
 bus_batch_rollback(struct bus *bus, const char *type)
 {
-	const struct sub *s = find_sub(bus, type);
+	struct sub *s = (struct sub *)find_sub(bus, type);
 
 	assert(s != NULL && s->batch != NULL);
 	s->batch->rollback(s->ctx);
+	count_consumed(s, MS_ECANCELED, s->batch_ok);
+	s->batch_ok = 0;
 }

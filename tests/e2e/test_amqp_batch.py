@@ -201,6 +201,10 @@ def main():
                  (bid,))[0][0], 0, "inbox rows of the commit-breaking event")
     check("was not committed" in ordering.log(),
           "the failed batch commit was logged (the batch path ran)")
+    # An event counts as consumed when its batch commits: the good events
+    # of the batch that failed count once, when they are committed later.
+    check_eq(metric(ordering, "monoshop_events_consumed_total", 'result="ok"'),
+             float(len(more)), "events consumed ok (each committed once)")
     ordering.stop()
     integrity_check(ordering.data_dir)
     say("ok: batches commit before they ack; poison and commit failures stay alone")

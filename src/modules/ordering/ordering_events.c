@@ -21,8 +21,9 @@
  * them in one transaction (batch_begin .. batch_commit), each event a
  * savepoint of it, so a refused event leaves nothing and the others stay;
  * a duplicate inside the batch finds the claim made earlier in it. The
- * "order created" lines are logged before the batch commits: the order
- * exists once the transport's ack follows (a failed commit is logged).
+ * "order created" line of an event in a batch is logged before the batch
+ * commits, and says so; a failed commit is logged by the transport, and
+ * the events are delivered again.
  *
  * Threads: a transport delivery thread, possibly several at once; the
  * store's mutex serialises the writes (a batch holds it from begin to
@@ -201,8 +202,9 @@ on_checkout(void *ctx, const struct bus_event *ev, const ProtobufCMessage *msg)
 		                           errs);
 	if (rc == 0) {
 		MS_INFO("ordering",
-		        "order %s created from checkout event %s (user %s)",
-		        ord.id, evid, ord.name);
+		        "order %s created from checkout event %s (user %s)%s",
+		        ord.id, evid, ord.name,
+		        ev->in_batch ? ", committed with its batch" : "");
 	} else if (rc == MS_EEXIST && duplicate) {
 		MS_DEBUG("ordering", "checkout event %s already handled", evid);
 		rc = 0;
