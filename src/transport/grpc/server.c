@@ -596,6 +596,17 @@ detach_job(struct stream *st)
 	job_unref(job);
 }
 
+/* answer sends |job|'s result on |st|: its reply and OK, or its error. */
+static void
+answer(struct stream *st, const struct job *job)
+{
+	if (job->rc != 0) {
+		finish(st, ms_err_grpc(job->rc), job->detail);
+	} else if (send_bytes(st, job->reply, job->reply_len) == 0) {
+		finish(st, TP_GRPC_OK, NULL);
+	}
+}
+
 /* Loop thread: a worker is done with |arg|. The stream may be gone (client
  * reset, deadline, connection lost): then the result is dropped. */
 static void
@@ -610,11 +621,7 @@ job_done(void *arg)
 		st->job = NULL;
 		job->st = NULL;
 		job_unref(job); /* the stream's link; ours is still held */
-		if (job->rc != 0) {
-			finish(st, ms_err_grpc(job->rc), job->detail);
-		} else if (send_bytes(st, job->reply, job->reply_len) == 0) {
-			finish(st, TP_GRPC_OK, NULL);
-		}
+		answer(st, job);
 		/* Not flushed here: flush_answered does it once for all the
 		 * answers of this batch of posts (one send(2) for many,
 		 * where there used to be one per answer). */
@@ -702,6 +709,21 @@ worker_main(void *arg)
 	}
 }
 
+/* job_take fills |job| (zeroed) with |st|'s call; the request moves to
+ * the job. */
+static void
+job_take(struct job *job, struct stream *st)
+{
+	atomic_init(&job->cancelled, false);
+	ms_strlcpy(job->service, st->service, sizeof(job->service));
+	ms_strlcpy(job->method, st->method, sizeof(job->method));
+	ms_strlcpy(job->traceparent, st->traceparent, sizeof(job->traceparent));
+	job->req = st->req;
+	job->req_len = st->req_len;
+	job->deadline_ms = st->deadline_ms;
+	st->req = NULL;
+}
+
 /* dispatch_inline runs a call marked quick (bus_inline) right here on the
  * loop thread, inside nghttp2's callback: the answer goes out with the
  * conn_flush that follows mem_recv, with no worker hand-off and no post
@@ -709,26 +731,12 @@ worker_main(void *arg)
 static void
 dispatch_inline(struct stream *st)
 {
-	struct tp_grpc_server *srv = st->conn->srv;
 	struct job job;
 
-	atomic_init(&job.cancelled, false);
-	job.reply = NULL;
-	job.reply_len = 0;
-	job.detail[0] = '\0';
-	ms_strlcpy(job.service, st->service, sizeof(job.service));
-	ms_strlcpy(job.method, st->method, sizeof(job.method));
-	ms_strlcpy(job.traceparent, st->traceparent, sizeof(job.traceparent));
-	job.req = st->req;
-	job.req_len = st->req_len;
-	job.deadline_ms = st->deadline_ms;
-	st->req = NULL;
-	job_run(srv, &job);
-	if (job.rc != 0) {
-		finish(st, ms_err_grpc(job.rc), job.detail);
-	} else if (send_bytes(st, job.reply, job.reply_len) == 0) {
-		finish(st, TP_GRPC_OK, NULL);
-	}
+	memset(&job, 0, sizeof(job));
+	job_take(&job, st);
+	job_run(st->conn->srv, &job);
+	answer(st, &job);
 	free(job.req);
 	free(job.reply);
 }
@@ -753,15 +761,8 @@ dispatch(struct stream *st)
 		return;
 	}
 	atomic_init(&job->refs, 2);
-	atomic_init(&job->cancelled, false);
 	job->st = st;
-	ms_strlcpy(job->service, st->service, sizeof(job->service));
-	ms_strlcpy(job->method, st->method, sizeof(job->method));
-	ms_strlcpy(job->traceparent, st->traceparent, sizeof(job->traceparent));
-	job->req = st->req;
-	job->req_len = st->req_len;
-	job->deadline_ms = st->deadline_ms;
-	st->req = NULL;
+	job_take(job, st);
 
 	pthread_mutex_lock(&srv->mu);
 	if (srv->workers_stop || srv->qlen == srv->qcap) {
